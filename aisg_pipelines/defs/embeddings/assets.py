@@ -1,0 +1,66 @@
+"""embeddings: one partition per (ingest batch, embed_version)."""
+
+
+import dagster as dg
+
+from ..metadata import column_schema
+from ..partitions import embeddings_partitions
+from ..resources import EmbeddingModelResource, LanceStoreResource, LedgerResource
+
+
+@dg.asset(
+    partitions_def=embeddings_partitions,
+    group_name="ingest",
+    kinds={"lancedb", "pytorch"},
+    deps=[
+        dg.AssetDep(
+            "chunks",
+            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="batch"),
+        )
+    ],
+    description=(
+        "Vectors of each chunk under one embed_version, in LanceDB table `embeddings_<version>` "
+        "(one table per version: dropping a version is cheap and search never scans another). "
+        "Incremental: keyed by (embed_version, chunk_id, content sha256), so unchanged chunks are not re-embedded."
+    ),
+    tags={"aisg/area": "embeddings"},
+)
+def embeddings(
+    context: dg.AssetExecutionContext,
+    lance: LanceStoreResource,
+    ledger: LedgerResource,
+    embedding_model: EmbeddingModelResource,
+) -> dg.MaterializeResult:
+    from ...governance.pipeline import embed_batch
+    from ...governance.store import embeddings_schema
+    from ...governance.versions import VersionRegistry
+
+    key = context.partition_key.keys_by_dimension
+    version = VersionRegistry(ledger.get_ledger()).require(key["embed_version"])
+    batch_id = key["batch"]
+
+    def progress(done, total, elapsed):
+        rate = done / elapsed if elapsed else 0.0
+        eta = (total - done) / rate if rate else 0.0
+        context.log.info(f"{version.name}|{batch_id}: {done}/{total} chunks, {rate:.1f} chunks/s, ETA {eta:.0f}s")
+
+    res = embed_batch(lance.get_store(), version, batch_id, batch_size=embedding_model.batch_size, progress=progress)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": res.chunks,
+            "dagster/column_schema": column_schema(embeddings_schema(version.dims)),
+            "embed_version": version.name,
+            "model_name": version.model_name,
+            "weights_fingerprint": version.weights_fingerprint,
+            "dims": version.dims,
+            "embedded": res.embedded,
+            "skipped_unchanged": res.skipped,
+            "stale_removed": res.stale_removed,
+            "chunks_per_second": round(res.chunks_per_second, 2),
+            "seconds": round(res.seconds, 3),
+            "summary": dg.MetadataValue.md(
+                f"**{version.name}** batch `{batch_id}`: {res.chunks} chunks, {res.embedded} embedded now, "
+                f"{res.skipped} unchanged, {res.stale_removed} stale vectors removed, {res.chunks_per_second:.1f} chunks/s."
+            ),
+        }
+    )

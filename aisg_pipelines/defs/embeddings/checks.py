@@ -1,0 +1,31 @@
+"""GX checks on each embeddings partition."""
+
+
+import dagster as dg
+
+from ..partitions import embeddings_partitions
+from ..resources import LanceStoreResource, LedgerResource
+from .assets import embeddings
+
+
+@dg.asset_check(
+    asset=embeddings,
+    partitions_def=embeddings_partitions,
+    blocking=True,
+    description="GX: one row per chunk of the batch, dims match the version, L2 norm ≈ 1, no NaN, unique chunk_id.",
+)
+def embeddings_valid(context: dg.AssetCheckExecutionContext, lance: LanceStoreResource, ledger: LedgerResource) -> dg.AssetCheckResult:
+    from ...governance.checks import check_embeddings
+    from ...governance.versions import VersionRegistry
+
+    key = context.partition_key.keys_by_dimension
+    version = VersionRegistry(ledger.get_ledger()).require(key["embed_version"])
+    q = check_embeddings(lance.get_store(), version, key["batch"])
+    return dg.AssetCheckResult(
+        passed=q.passed,
+        metadata={
+            "failing_ids": q.failing_ids[:100],
+            "failing_count": len(q.failing_ids),
+            "expectations": dg.MetadataValue.md(q.summary_markdown()),
+        },
+    )

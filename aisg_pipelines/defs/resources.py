@@ -1,0 +1,123 @@
+"""ConfigurableResources over the plain governance modules, with embedded defaults.
+
+Each value comes from its environment variable when set (shown as an EnvVar in the UI),
+and otherwise from the embedded default under ./var.
+"""
+
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from ..settings import Settings
+
+
+def env_or(name: str, default) -> dg.EnvVar | str:
+    return dg.EnvVar(name) if os.environ.get(name) else str(default)
+
+
+@functools.lru_cache(maxsize=8)
+def _ledger(url: str):
+    from ..governance.ledger import Ledger
+
+    return Ledger(url)
+
+
+class LanceStoreResource(dg.ConfigurableResource):
+    """LanceDB: a local directory or any lancedb URI such as s3://bucket/prefix."""
+
+    uri: str
+    storage_options_json: str = ""
+
+    def get_store(self):
+        from ..governance.store import LanceStore
+
+        return LanceStore(self.uri, json.loads(self.storage_options_json) if self.storage_options_json else None)
+
+
+class LedgerResource(dg.ConfigurableResource):
+    """The governance ledger: any SQLAlchemy URL (sqlite:///… locally, postgresql://… in production)."""
+
+    url: str
+
+    def get_ledger(self):
+        return _ledger(self.url)
+
+
+class LandingZoneResource(dg.ConfigurableResource):
+    landing_dir: str
+    quarantine_dir: str
+    max_file_bytes: int = 5_000_000
+    settle_seconds: float = 10.0
+
+    @property
+    def landing(self) -> Path:
+        return Path(self.landing_dir)
+
+    @property
+    def quarantine(self) -> Path:
+        return Path(self.quarantine_dir)
+
+
+class EmbeddingModelResource(dg.ConfigurableResource):
+    """The model for the bootstrap version v1; blank means the bundled all-MiniLM-L6-v2."""
+
+    model_path: str = ""
+    batch_size: int = 32
+
+    def resolved_model_path(self) -> str:
+        from ..settings import bundled_model_path
+
+        return self.model_path or bundled_model_path()
+
+
+class PiiScrubberResource(dg.ConfigurableResource):
+    """Anonymizer operator per entity type, as JSON; blank means replace with <ENTITY_TYPE>."""
+
+    operators_json: str = ""
+
+    def get_scrubber(self):
+        from ..governance.pii import get_scrubber
+
+        return get_scrubber(self.operators_json or None)
+
+
+class GovernancePathsResource(dg.ConfigurableResource):
+    """Directories the governance jobs read and write besides LanceDB and the landing zone."""
+
+    data_dir: str
+    logs_dir: str
+    metrics_dir: str
+    exports_dir: str
+    erasure_inbox: str
+    secrets_dir: str
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
+    s = settings or Settings.from_env()
+    return {
+        "lance": LanceStoreResource(
+            uri=env_or("AISG_LANCEDB_URI", s.lancedb_uri),
+            storage_options_json=env_or("AISG_LANCEDB_STORAGE_OPTIONS", ""),
+        ),
+        "ledger": LedgerResource(url=env_or("AISG_LEDGER_URL", s.ledger_url)),
+        "landing": LandingZoneResource(
+            landing_dir=env_or("AISG_LANDING_DIR", s.landing_dir),
+            quarantine_dir=env_or("AISG_QUARANTINE_DIR", s.quarantine_dir),
+            max_file_bytes=s.max_file_bytes,
+            settle_seconds=s.landing_settle_seconds,
+        ),
+        "embedding_model": EmbeddingModelResource(model_path=env_or("AISG_MODEL_PATH", ""), batch_size=s.embed_batch_size),
+        "pii": PiiScrubberResource(operators_json=env_or("AISG_PII_OPERATORS", "")),
+        "paths": GovernancePathsResource(
+            data_dir=env_or("AISG_DATA_DIR", s.data_dir),
+            logs_dir=env_or("AISG_LOGS_DIR", s.logs_dir),
+            metrics_dir=env_or("AISG_METRICS_DIR", s.metrics_dir),
+            exports_dir=env_or("AISG_EXPORTS_DIR", s.exports_dir),
+            erasure_inbox=env_or("AISG_ERASURE_INBOX", s.erasure_inbox),
+            secrets_dir=env_or("AISG_SECRETS_DIR", s.secrets_dir),
+        ),
+    }

@@ -1,0 +1,296 @@
+"""The governance ledger: one SQLAlchemy database (SQLite locally, PostgreSQL in production).
+
+It holds the append-only, hash-chained audit trail of every governance action, and the
+small amount of state the jobs coordinate on: ingest batch manifests, the embed_version
+registry, legal holds, erasure requests and the erasure denylist.
+
+No raw personal data enters the ledger: subjects appear only as salted hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from .ids import sha256_hex
+
+metadata = sa.MetaData()
+
+GENESIS_HASH = "0" * 64
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("occurred_at", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("subject_hash", sa.String(64), nullable=True),
+    sa.Column("details", sa.Text, nullable=False),
+    # UNIQUE(prev_hash) makes the chain linear: two writers racing for the same head
+    # cannot both append; the loser retries on the new head.
+    sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("event_hash", sa.String(64), nullable=False, unique=True),
+)
+sa.Index("ix_audit_events_action_time", audit_events.c.action, audit_events.c.occurred_at)
+
+ingest_batches = sa.Table(
+    "ingest_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(32), primary_key=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("files", sa.Text, nullable=False),  # JSON list of landing-relative paths
+)
+
+embed_versions = sa.Table(
+    "embed_versions",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("model_path", sa.Text, nullable=False),
+    sa.Column("model_name", sa.String(256), nullable=False),
+    sa.Column("weights_fingerprint", sa.String(64), nullable=False),
+    sa.Column("dims", sa.Integer, nullable=False),
+    sa.Column("normalize", sa.Boolean, nullable=False),
+    sa.Column("max_seq_length", sa.Integer, nullable=False),
+    sa.Column("chunk_size", sa.Integer, nullable=False),
+    sa.Column("chunk_overlap", sa.Integer, nullable=False),
+    sa.Column("params_hash", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("registered_at", sa.String(32), nullable=False),
+    sa.Column("building_at", sa.String(32)),
+    sa.Column("validated_at", sa.String(32)),
+    sa.Column("activated_at", sa.String(32)),
+    sa.Column("retired_at", sa.String(32)),
+)
+# Exactly one active version: a partial unique index, enforced by the database itself.
+sa.Index(
+    "uq_one_active_embed_version",
+    embed_versions.c.status,
+    unique=True,
+    sqlite_where=embed_versions.c.status == "active",
+    postgresql_where=embed_versions.c.status == "active",
+)
+
+legal_holds = sa.Table(
+    "legal_holds",
+    metadata,
+    sa.Column("hold_id", sa.String(36), primary_key=True),
+    sa.Column("scope", sa.String(16), nullable=False),  # 'subject' | 'document'
+    sa.Column("target_hash", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("released_at", sa.String(32)),
+)
+
+erasure_denylist = sa.Table(
+    "erasure_denylist",
+    metadata,
+    sa.Column("subject_hash", sa.String(64), primary_key=True),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("added_at", sa.String(32), nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(dt: datetime | None = None) -> str:
+    return (dt or utcnow()).astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def event_hash(prev_hash: str, event: dict[str, Any]) -> str:
+    body = {k: event[k] for k in ("event_id", "occurred_at", "actor", "action", "subject_hash", "details")}
+    return sha256_hex(prev_hash + "\n" + canonical_json(body))
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    event_id: str
+    occurred_at: str
+    actor: str
+    action: str
+    subject_hash: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    event_hash: str
+
+
+@dataclass(frozen=True)
+class ChainVerification:
+    ok: bool
+    events: int
+    head_hash: str
+    problems: list[str]
+
+
+class Ledger:
+    def __init__(self, url: str, *, create: bool = True):
+        self.url = url
+        if url.startswith("sqlite:///"):
+            from pathlib import Path
+
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+        self.engine = sa.create_engine(url, **kwargs)
+        if create:
+            metadata.create_all(self.engine)
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- audit trail -------------------------------------------------------------------
+    def append_event(
+        self,
+        action: str,
+        details: dict[str, Any] | None = None,
+        *,
+        actor: str = "aisg_pipelines",
+        subject_hash: str | None = None,
+        conn: sa.Connection | None = None,
+    ) -> AuditEvent:
+        """Append one event to the hash chain, atomically (retrying if another writer won)."""
+        if conn is not None:
+            return self._append(conn, action, details or {}, actor, subject_hash)
+        last_error: Exception | None = None
+        for attempt in range(20):
+            try:
+                with self.engine.begin() as c:
+                    return self._append(c, action, details or {}, actor, subject_hash)
+            except (IntegrityError, OperationalError) as exc:  # lost the race for the head
+                last_error = exc
+                time.sleep(0.02 * (attempt + 1))
+        raise RuntimeError(f"could not append audit event {action!r}: {last_error}")
+
+    def _append(self, conn, action, details, actor, subject_hash) -> AuditEvent:
+        head = conn.execute(
+            sa.select(audit_events.c.event_hash).order_by(audit_events.c.seq.desc()).limit(1)
+        ).scalar()
+        prev = head or GENESIS_HASH
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": iso(),
+            "actor": actor,
+            "action": action,
+            "subject_hash": subject_hash,
+            "details": canonical_json(details),
+        }
+        h = event_hash(prev, event)
+        res = conn.execute(audit_events.insert().values(**event, prev_hash=prev, event_hash=h))
+        return AuditEvent(
+            seq=res.inserted_primary_key[0], event_id=event["event_id"], occurred_at=event["occurred_at"],
+            actor=actor, action=action, subject_hash=subject_hash, details=details, prev_hash=prev, event_hash=h,
+        )
+
+    def events(self, action_prefix: str | None = None, since: str | None = None, until: str | None = None) -> list[AuditEvent]:
+        q = sa.select(audit_events).order_by(audit_events.c.seq)
+        if action_prefix:
+            q = q.where(audit_events.c.action.startswith(action_prefix))
+        if since:
+            q = q.where(audit_events.c.occurred_at >= since)
+        if until:
+            q = q.where(audit_events.c.occurred_at < until)
+        with self.engine.connect() as conn:
+            return [
+                AuditEvent(
+                    seq=r.seq, event_id=r.event_id, occurred_at=r.occurred_at, actor=r.actor, action=r.action,
+                    subject_hash=r.subject_hash, details=json.loads(r.details), prev_hash=r.prev_hash, event_hash=r.event_hash,
+                )
+                for r in conn.execute(q)
+            ]
+
+    def verify_chain(self) -> ChainVerification:
+        """Detects edited, deleted, inserted or reordered events."""
+        problems: list[str] = []
+        prev = GENESIS_HASH
+        n = 0
+        with self.engine.connect() as conn:
+            for r in conn.execute(sa.select(audit_events).order_by(audit_events.c.seq)):
+                n += 1
+                if r.prev_hash != prev:
+                    problems.append(f"event seq={r.seq} ({r.action}) links to {r.prev_hash[:12]}… but the previous event hash is {prev[:12]}…: an event was deleted, inserted or reordered")
+                expected = event_hash(r.prev_hash, r._asdict())
+                if expected != r.event_hash:
+                    problems.append(f"event seq={r.seq} ({r.action}) content does not match its hash: the event was edited")
+                prev = r.event_hash
+        return ChainVerification(ok=not problems, events=n, head_hash=prev, problems=problems)
+
+    # -- ingest batches ----------------------------------------------------------------
+    def record_batch(self, batch_id: str, files: list[str]) -> None:
+        """Idempotent: the same batch id always has the same manifest."""
+        with self.engine.begin() as conn:
+            existing = conn.execute(sa.select(ingest_batches.c.files).where(ingest_batches.c.batch_id == batch_id)).scalar()
+            if existing is None:
+                conn.execute(ingest_batches.insert().values(batch_id=batch_id, created_at=iso(), files=json.dumps(sorted(files))))
+
+    def batch_files(self, batch_id: str) -> list[str]:
+        with self.engine.connect() as conn:
+            files = conn.execute(sa.select(ingest_batches.c.files).where(ingest_batches.c.batch_id == batch_id)).scalar()
+        if files is None:
+            raise KeyError(f"ingest batch {batch_id!r} has no manifest in the ledger")
+        return json.loads(files)
+
+    def batch_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(ingest_batches.c.batch_id).order_by(ingest_batches.c.batch_id))]
+
+    def forget_batch(self, batch_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(ingest_batches.delete().where(ingest_batches.c.batch_id == batch_id))
+
+    # -- legal holds and denylist ------------------------------------------------------
+    def add_legal_hold(self, scope: str, target_hash: str, reason: str) -> str:
+        if scope not in ("subject", "document"):
+            raise ValueError(f"legal hold scope must be 'subject' or 'document', not {scope!r}")
+        hold_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(legal_holds.insert().values(hold_id=hold_id, scope=scope, target_hash=target_hash, reason=reason, created_at=iso()))
+            self.append_event("legal_hold.added", {"hold_id": hold_id, "scope": scope, "reason": reason}, subject_hash=target_hash if scope == "subject" else None, conn=conn)
+        return hold_id
+
+    def release_legal_hold(self, hold_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(legal_holds.update().where(legal_holds.c.hold_id == hold_id).values(released_at=iso()))
+            self.append_event("legal_hold.released", {"hold_id": hold_id}, conn=conn)
+
+    def active_holds(self) -> dict[str, set[str]]:
+        """{'subject': {hash, ...}, 'document': {hash, ...}} of holds not released."""
+        out: dict[str, set[str]] = {"subject": set(), "document": set()}
+        with self.engine.connect() as conn:
+            for r in conn.execute(sa.select(legal_holds.c.scope, legal_holds.c.target_hash).where(legal_holds.c.released_at.is_(None))):
+                out[r.scope].add(r.target_hash)
+        return out
+
+    def denylisted_subject_hashes(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(sa.select(erasure_denylist.c.subject_hash))}
+
+    def add_to_denylist(self, subject_hash: str, request_id: str, conn: sa.Connection | None = None) -> None:
+        stmt = sa.select(erasure_denylist.c.subject_hash).where(erasure_denylist.c.subject_hash == subject_hash)
+        def _do(c):
+            if c.execute(stmt).scalar() is None:
+                c.execute(erasure_denylist.insert().values(subject_hash=subject_hash, request_id=request_id, added_at=iso()))
+        if conn is not None:
+            _do(conn)
+        else:
+            with self.engine.begin() as c:
+                _do(c)

@@ -1,0 +1,294 @@
+"""The ingest pipeline as plain functions: landing files -> documents -> chunks -> vectors.
+
+The Dagster assets call these; tests and benchmarks call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .chunking import ChunkerParams, chunk_text
+from .ids import chunk_id_for, sha256_hex
+from .landing import Quarantined, Rejected, quarantine, quarantine_reason, read_upload
+from .ledger import Ledger
+from .store import CHUNKS, CHUNKS_SCHEMA, DOCUMENTS, DOCUMENTS_SCHEMA, LanceStore, embeddings_schema
+from .versions import EmbedVersion
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    batch_id: str
+    documents: int = 0
+    quarantined: list[Quarantined] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # in the manifest, gone from landing, not quarantined
+    pii_counts: dict[str, int] = field(default_factory=dict)
+    write: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def quarantined_by_reason(self) -> dict[str, int]:
+        return dict(Counter(q.code for q in self.quarantined))
+
+
+def ingest_documents(
+    store: LanceStore,
+    ledger: Ledger | None,
+    *,
+    landing_dir: Path,
+    quarantine_dir: Path,
+    batch_id: str,
+    files: list[str],
+    max_file_bytes: int,
+    scrubber,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Read, validate, PII-scrub and store one batch of uploads; quarantine bad input."""
+    now = now or datetime.now(timezone.utc)
+    result = IngestResult(batch_id)
+    totals: Counter[str] = Counter()
+    rows: list[dict] = []
+    seen_doc_ids: set[str] = set()
+    for rel in sorted(files):
+        if not (landing_dir / rel).exists():
+            code = quarantine_reason(quarantine_dir, rel)
+            if code:  # quarantined by an earlier, interrupted attempt at this batch
+                result.quarantined.append(Quarantined(rel, code, "quarantined by an earlier attempt", str(quarantine_dir / rel)))
+            else:
+                result.missing.append(rel)
+            continue
+        try:
+            up = read_upload(landing_dir, rel, max_file_bytes)
+            if up.doc_id in seen_doc_ids:
+                raise Rejected("duplicate_doc_id", up.doc_id)
+        except Rejected as rej:
+            result.quarantined.append(quarantine(landing_dir, quarantine_dir, rel, rej, batch_id))
+            continue
+        except OSError as exc:  # unreadable file: quarantine rather than fail the run
+            result.quarantined.append(quarantine(landing_dir, quarantine_dir, rel, Rejected("malformed_content", str(exc)[:120]), batch_id))
+            continue
+        seen_doc_ids.add(up.doc_id)
+        scrubbed = scrubber.scrub(up.text)
+        counts = {k: int(v) for k, v in scrubbed.counts.items()}
+        totals.update(counts)
+        rows.append(
+            {
+                "doc_id": up.doc_id, "subject_id": up.subject_id, "batch_id": batch_id, "category": up.category,
+                "source": up.source, "uploaded_at": up.uploaded_at, "legal_hold": up.legal_hold, "file_path": rel,
+                "file_sha256": up.file_sha256, "media_type": up.media_type, "text": scrubbed.text,
+                "text_sha256": sha256_hex(scrubbed.text), "n_chars": len(scrubbed.text),
+                "pii_counts": json.dumps(counts, sort_keys=True), "pii_total": sum(counts.values()), "ingested_at": now,
+            }
+        )
+    table = pa.Table.from_pylist(rows, schema=DOCUMENTS_SCHEMA)
+    result.write = store.replace_batch(DOCUMENTS, DOCUMENTS_SCHEMA, "doc_id", batch_id, table)
+    result.documents = len(rows)
+    result.pii_counts = {k: totals.get(k, 0) for k in sorted(set(totals) | set(getattr(scrubber, "entity_types", ())))}
+    if ledger is not None:
+        ledger.append_event(
+            "ingest.documents",
+            {
+                "batch_id": batch_id, "documents": result.documents, "pii_removed": result.pii_counts,
+                "quarantined_by_reason": result.quarantined_by_reason, "missing": len(result.missing),
+            },
+        )
+    return result
+
+
+@dataclass
+class ChunkResult:
+    batch_id: str
+    documents: int
+    chunks: int
+    write: dict[str, int]
+
+
+def chunk_documents(store: LanceStore, batch_id: str, params: ChunkerParams) -> ChunkResult:
+    docs = store.batch_rows(DOCUMENTS, batch_id, ["doc_id", "subject_id", "text", "uploaded_at"]).to_pylist()
+    rows = []
+    for d in sorted(docs, key=lambda d: d["doc_id"]):
+        for i, text in enumerate(chunk_text(d["text"], params)):
+            rows.append(
+                {
+                    "chunk_id": chunk_id_for(d["doc_id"], i), "doc_id": d["doc_id"], "subject_id": d["subject_id"],
+                    "batch_id": batch_id, "chunk_index": i, "text": text, "content_sha256": sha256_hex(text),
+                    "n_chars": len(text), "uploaded_at": d["uploaded_at"],
+                }
+            )
+    write = store.replace_batch(CHUNKS, CHUNKS_SCHEMA, "chunk_id", batch_id, pa.Table.from_pylist(rows, schema=CHUNKS_SCHEMA))
+    return ChunkResult(batch_id, len(docs), len(rows), write)
+
+
+@dataclass
+class EmbedResult:
+    version: str
+    batch_id: str
+    chunks: int  # chunks of the batch
+    embedded: int  # newly embedded now
+    skipped: int  # unchanged, already embedded
+    stale_removed: int  # vectors of changed or vanished chunks removed
+    seconds: float
+    encode_seconds: float
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+def plan_embedding(store: LanceStore, version: EmbedVersion, batch_id: str) -> tuple[pa.Table, list[str], int]:
+    """(chunks that need a vector, ids of stale vectors to drop, chunks in the batch) for one batch.
+
+    Keyed by (embed_version, chunk_id, content_sha256): an unchanged chunk already has its
+    vector, a changed one gets a new vector and its old one goes.
+    """
+    chunks = store.batch_rows(CHUNKS, batch_id, ["chunk_id", "doc_id", "content_sha256", "text"])
+    existing = store.batch_rows(version.table, batch_id, ["chunk_id", "content_sha256"]) if store.has_table(version.table) else None
+    if existing is None or existing.num_rows == 0:
+        return chunks, [], chunks.num_rows
+    key = lambda t: pc.binary_join_element_wise(t["chunk_id"], t["content_sha256"], ":")  # noqa: E731
+    have = key(existing)
+    want = key(chunks)
+    todo = chunks.filter(pc.invert(pc.is_in(want, value_set=have)))
+    stale = existing.filter(pc.invert(pc.is_in(have, value_set=want)))["chunk_id"].to_pylist()
+    return todo, stale, chunks.num_rows
+
+
+def embed_batch(
+    store: LanceStore,
+    version: EmbedVersion,
+    batch_id: str,
+    *,
+    batch_size: int = 32,
+    write_rows: int = 1024,
+    progress=None,
+) -> EmbedResult:
+    """Embed what is missing for one batch under one version; a re-run with nothing changed embeds nothing.
+
+    Encoding and writing overlap: a writer thread appends finished groups while the model
+    encodes the next one, so I/O hides behind the model.
+    """
+    from .embedding import encode
+
+    t0 = time.perf_counter()
+    todo, stale, total = plan_embedding(store, version, batch_id)
+    schema = embeddings_schema(version.dims, {"embed_version": version.name, "model_name": version.model_name, "weights_fingerprint": version.weights_fingerprint})
+    store.ensure_table(version.table, schema)
+    removed = store.delete_ids(version.table, "chunk_id", stale)
+    encode_s = 0.0
+    if todo.num_rows:
+        q: queue.Queue = queue.Queue(maxsize=2)
+        errors: list[BaseException] = []
+
+        def writer():
+            while (item := q.get()) is not None:
+                try:
+                    store.append(version.table, schema, item)
+                except BaseException as exc:  # surfaced in the main thread
+                    errors.append(exc)
+
+        th = threading.Thread(target=writer, daemon=True)
+        th.start()
+        texts = todo["text"].to_pylist()
+        done = 0
+        try:
+            for start in range(0, todo.num_rows, write_rows):
+                end = min(start + write_rows, todo.num_rows)
+                te = time.perf_counter()
+                vecs = encode(version.model, texts[start:end], batch_size=batch_size)
+                encode_s += time.perf_counter() - te
+                if vecs.shape[1] != version.dims:
+                    raise ValueError(f"model produced {vecs.shape[1]} dims, version {version.name} declares {version.dims}")
+                part = todo.slice(start, end - start)
+                q.put(
+                    pa.table(
+                        {
+                            "chunk_id": part["chunk_id"], "doc_id": part["doc_id"], "batch_id": pa.array([batch_id] * part.num_rows),
+                            "content_sha256": part["content_sha256"],
+                            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.reshape(-1), pa.float32()), version.dims),
+                            "embedded_at": pa.array([datetime.now(timezone.utc)] * part.num_rows, pa.timestamp("us", tz="UTC")),
+                        }
+                    )
+                )
+                done = end
+                if errors:
+                    raise errors[0]
+                if progress:
+                    progress(done, todo.num_rows, time.perf_counter() - t0)
+        finally:
+            q.put(None)
+            th.join()
+        if errors:
+            raise errors[0]
+    store.ensure_indices(version.table)
+    return EmbedResult(version.name, batch_id, total, todo.num_rows, total - todo.num_rows, removed, time.perf_counter() - t0, encode_s)
+
+
+def search(store: LanceStore, version: EmbedVersion, query: str, k: int = 5) -> list[dict]:
+    """Nearest chunks to `query` in one version's table only (never scans another version)."""
+    from .embedding import encode
+
+    vec = encode(version.model, [query])[0]
+    hits = store.open(version.table).search(np.asarray(vec)).metric("cosine" if version.normalize else "l2").limit(k).select(["chunk_id", "doc_id"]).to_list()
+    if not hits:
+        return []
+    ids = [h["chunk_id"] for h in hits]
+    from .ids import in_filter
+
+    texts = {r["chunk_id"]: r["text"] for r in store.scan(CHUNKS, ["chunk_id", "text"], filter=in_filter("chunk_id", ids)).to_pylist()}
+    return [{"chunk_id": h["chunk_id"], "doc_id": h["doc_id"], "distance": float(h["_distance"]), "text": texts.get(h["chunk_id"], ""), "embed_version": version.name} for h in hits]
+
+
+@dataclass
+class IngestAllResult:
+    batches: list[str] = field(default_factory=list)
+    documents: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    quarantined: int = 0
+
+
+def ingest_all(settings, *, scrubber=None, now: datetime | None = None, embed: bool = True) -> IngestAllResult:
+    """Ingest everything pending in the landing zone without Dagster (tests, benchmarks).
+
+    Same plain functions as the assets: batches planned like the sensor, manifest in the
+    ledger, documents -> chunks -> vectors under the active version.
+    """
+    import time as _time
+
+    from .landing import plan_batches
+    from .pii import get_scrubber
+    from .versions import VersionRegistry, ensure_bootstrap_version
+    from ..settings import bundled_model_path
+
+    store = LanceStore(settings.lancedb_uri, settings.lancedb_storage_options)
+    ledger = Ledger(settings.ledger_url)
+    active = ensure_bootstrap_version(VersionRegistry(ledger), settings.model_path or bundled_model_path())
+    scrubber = scrubber or get_scrubber(settings.pii_operators or None)
+    scan = plan_batches(settings.landing_dir, None, now_ns=_time.time_ns(), settle_seconds=0)
+    out = IngestAllResult()
+    for batch_id, files in sorted(scan.batches.items()):
+        ledger.record_batch(batch_id, files)
+        r = ingest_documents(
+            store, ledger, landing_dir=settings.landing_dir, quarantine_dir=settings.quarantine_dir, batch_id=batch_id,
+            files=files, max_file_bytes=settings.max_file_bytes, scrubber=scrubber, now=now,
+        )
+        c = chunk_documents(store, batch_id, active.spec.chunker)
+        out.batches.append(batch_id)
+        out.documents += r.documents
+        out.quarantined += len(r.quarantined)
+        out.chunks += c.chunks
+        if embed:
+            out.embedded += embed_batch(store, active, batch_id, batch_size=settings.embed_batch_size).embedded
+    return out

@@ -1,0 +1,332 @@
+"""The vector store: LanceDB tables for documents, chunks and one table per embed_version.
+
+Plain module (no Dagster). Everything that writes or deletes goes through here, so the
+rules hold in one place:
+- a batch is replaced atomically (one merge_insert: upsert by id + delete the batch's leftovers);
+- deletes are by lists of our own ids through `ids.in_filter`, never raw request values;
+- `purge()` is the one physical purge that retention, orphan cleanup and erasure share:
+  a LanceDB delete only writes a deletion file, so the bytes stay in data files and old
+  versions until compaction materialises deletions and old versions are cleaned up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .ids import VERSION_NAME_RE, batched, in_filter, require, sql_literal
+
+DOCUMENTS = "documents"
+CHUNKS = "chunks"
+SYSTEM_LOGS = "system_logs"
+METRICS = "metrics"
+EMBEDDINGS_PREFIX = "embeddings_"
+
+# Columns every deletion and join uses; each gets a BTREE scalar index.
+ID_COLUMNS: dict[str, tuple[str, ...]] = {
+    DOCUMENTS: ("doc_id", "batch_id"),
+    CHUNKS: ("chunk_id", "doc_id", "batch_id"),
+}
+EMBEDDING_ID_COLUMNS = ("chunk_id", "batch_id")
+
+TS = pa.timestamp("us", tz="UTC")
+
+DOCUMENTS_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("subject_id", pa.string()),
+        ("batch_id", pa.string()),
+        ("category", pa.string()),
+        ("source", pa.string()),
+        ("uploaded_at", TS),
+        ("legal_hold", pa.bool_()),
+        ("file_path", pa.string()),  # relative to the landing zone
+        ("file_sha256", pa.string()),
+        ("media_type", pa.string()),
+        ("text", pa.string()),  # PII-scrubbed; raw text never reaches LanceDB
+        ("text_sha256", pa.string()),
+        ("n_chars", pa.int32()),
+        ("pii_counts", pa.string()),  # JSON {entity_type: count}
+        ("pii_total", pa.int32()),
+        ("ingested_at", TS),
+    ]
+)
+
+CHUNKS_SCHEMA = pa.schema(
+    [
+        ("chunk_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("subject_id", pa.string()),
+        ("batch_id", pa.string()),
+        ("chunk_index", pa.int32()),
+        ("text", pa.string()),
+        ("content_sha256", pa.string()),
+        ("n_chars", pa.int32()),
+        ("uploaded_at", TS),
+    ]
+)
+
+
+def embeddings_schema(dims: int, meta: dict[str, str] | None = None) -> pa.Schema:
+    return pa.schema(
+        [
+            ("chunk_id", pa.string()),
+            ("doc_id", pa.string()),
+            ("batch_id", pa.string()),
+            ("content_sha256", pa.string()),
+            ("vector", pa.list_(pa.float32(), dims)),
+            ("embedded_at", TS),
+        ],
+        metadata={k.encode(): v.encode() for k, v in (meta or {}).items()},
+    )
+
+
+def embeddings_table(version: str) -> str:
+    return EMBEDDINGS_PREFIX + require(VERSION_NAME_RE, version, "embed_version")
+
+
+@dataclass
+class PurgeStats:
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def bytes_reclaimed(self) -> int:
+        return sum(t.get("bytes_removed", 0) for t in self.tables.values())
+
+    @property
+    def versions_removed(self) -> int:
+        return sum(t.get("old_versions", 0) for t in self.tables.values())
+
+
+class LanceStore:
+    def __init__(self, uri: str, storage_options: dict[str, str] | None = None):
+        self.uri = uri
+        self.storage_options = storage_options or None
+        self._db = None
+
+    # -- connection and tables ---------------------------------------------------------
+    @property
+    def db(self):
+        if self._db is None:
+            import lancedb
+
+            if "://" not in self.uri:
+                Path(self.uri).mkdir(parents=True, exist_ok=True)
+            self._db = lancedb.connect(self.uri, storage_options=self.storage_options)
+        return self._db
+
+    def table_names(self) -> list[str]:
+        names: list[str] = []
+        page_token = None
+        while True:
+            resp = self.db.list_tables(page_token=page_token)
+            names.extend(resp.tables)
+            page_token = resp.page_token
+            if not page_token:
+                return sorted(names)
+
+    def has_table(self, name: str) -> bool:
+        return name in self.table_names()
+
+    def open(self, name: str):
+        return self.db.open_table(name)
+
+    def ensure_table(self, name: str, schema: pa.Schema):
+        if self.has_table(name):
+            return self.open(name)
+        try:
+            return self.db.create_table(name, schema=schema)
+        except Exception:
+            if self.has_table(name):  # another writer created it first
+                return self.open(name)
+            raise
+
+    def embedding_tables(self) -> dict[str, str]:
+        """{version: table name} for every embed_version with vectors, retired ones included."""
+        return {n.removeprefix(EMBEDDINGS_PREFIX): n for n in self.table_names() if n.startswith(EMBEDDINGS_PREFIX)}
+
+    def dataset(self, name: str):
+        """A fresh `lance.LanceDataset` at the latest version.
+
+        Purge steps must each use a fresh handle: run through a stale handle, cleanup keeps
+        the version that handle has checked out, and with it the old data files.
+        """
+        import lance
+
+        return lance.dataset(self._table_uri(name), storage_options=self.storage_options)
+
+    def _table_uri(self, name: str) -> str:
+        return self.open(name).to_lance().uri
+
+    def count(self, name: str, filter: str | None = None) -> int:
+        if not self.has_table(name):
+            return 0
+        return self.open(name).count_rows(filter)
+
+    # -- reads -------------------------------------------------------------------------
+    def scan(self, name: str, columns: Sequence[str], filter: str | None = None) -> pa.Table:
+        if not self.has_table(name):
+            return pa.table({c: pa.array([], pa.string()) for c in columns})
+        return self.dataset(name).to_table(columns=list(columns), filter=filter)
+
+    def scan_batches(self, name: str, columns: Sequence[str], batch_size: int = 131072) -> Iterator[pa.RecordBatch]:
+        """Streams only the named columns, so memory stays bounded on large tables."""
+        if not self.has_table(name):
+            return iter(())
+        return self.dataset(name).to_batches(columns=list(columns), batch_size=batch_size)
+
+    def batch_rows(self, name: str, batch_id: str, columns: Sequence[str]) -> pa.Table:
+        return self.scan(name, columns, filter=f"batch_id = {sql_literal(batch_id)}")
+
+    # -- writes ------------------------------------------------------------------------
+    def replace_batch(self, name: str, schema: pa.Schema, key: str, batch_id: str, rows: pa.Table) -> dict[str, int]:
+        """Make the table's rows of `batch_id` exactly `rows`, in one atomic commit.
+
+        Upserts by `key` and deletes the batch's rows that are not in `rows`, so a
+        re-materialised partition gives the same rows: no duplicates, no leftovers.
+        """
+        tbl = self.ensure_table(name, schema)
+        rows = rows.select(schema.names).cast(schema)
+        batch_filter = f"batch_id = {sql_literal(batch_id)}"
+        if rows.num_rows == 0:
+            before = tbl.count_rows(batch_filter)
+            if before:
+                tbl.delete(batch_filter)
+            self.ensure_indices(name)
+            return {"inserted": 0, "updated": 0, "deleted": before}
+        res = (
+            tbl.merge_insert(key)
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(batch_filter)
+            .execute(rows)
+        )
+        self.ensure_indices(name)
+        return {"inserted": res.num_inserted_rows, "updated": res.num_updated_rows, "deleted": res.num_deleted_rows}
+
+    def upsert(self, name: str, schema: pa.Schema, key: str, rows: pa.Table) -> dict[str, int]:
+        tbl = self.ensure_table(name, schema)
+        if rows.num_rows == 0:
+            return {"inserted": 0, "updated": 0, "deleted": 0}
+        rows = rows.select(schema.names).cast(schema)
+        res = tbl.merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(rows)
+        return {"inserted": res.num_inserted_rows, "updated": res.num_updated_rows, "deleted": 0}
+
+    def append(self, name: str, schema: pa.Schema, rows: pa.Table) -> None:
+        tbl = self.ensure_table(name, schema)
+        if rows.num_rows:
+            tbl.add(rows.select(schema.names).cast(schema))
+
+    def delete_ids(self, name: str, column: str, ids: Sequence[str]) -> int:
+        """Delete rows whose `column` is in `ids`; returns the number of rows deleted."""
+        if not ids or not self.has_table(name):
+            return 0
+        tbl = self.open(name)
+        before = tbl.count_rows()
+        for chunk in batched(sorted(set(ids)), 1000):
+            tbl.delete(in_filter(column, chunk))
+        return before - tbl.count_rows()
+
+    def drop_table(self, name: str) -> None:
+        if self.has_table(name):
+            self.db.drop_table(name)
+
+    # -- indices -----------------------------------------------------------------------
+    def _id_columns(self, name: str) -> tuple[str, ...]:
+        if name.startswith(EMBEDDINGS_PREFIX):
+            return EMBEDDING_ID_COLUMNS
+        return ID_COLUMNS.get(name, ())
+
+    def ensure_indices(self, name: str, rebuild: bool = False) -> None:
+        """BTREE scalar index on the id columns used by deletes and joins."""
+        from lancedb.index import BTree
+
+        cols = self._id_columns(name)
+        if not cols:
+            return
+        tbl = self.open(name)
+        if tbl.count_rows() == 0:
+            return
+        existing = {tuple(ix.columns) for ix in tbl.list_indices()}
+        for col in cols:
+            if rebuild or (col,) not in existing:
+                tbl.create_index(col, config=BTree(), replace=True)
+
+    # -- physical purge ----------------------------------------------------------------
+    def purge(self, names: Sequence[str] | None = None) -> PurgeStats:
+        """Physically remove deleted rows: bytes leave the disk, not just the current version.
+
+        1. compaction with materialize_deletions_threshold=0.0 rewrites every fragment
+           holding a deleted row (the default 0.1 leaves fragments with <10% deleted);
+        2. scalar indices are rebuilt so no index page keeps a deleted id;
+        3. tags pointing at older versions are moved to the latest one (a tag pins its
+           version's files and blocks cleanup);
+        4. cleanup_old_versions(older_than=0, delete_unverified=True) drops old manifests,
+           transaction files (which hold delete predicates verbatim), data, deletion and
+           index files.
+        Each step opens a fresh dataset handle (see `dataset`).
+        """
+        stats = PurgeStats()
+        for name in names if names is not None else self.table_names():
+            if not self.has_table(name):
+                continue
+            ds = self.dataset(name)
+            entry: dict[str, Any] = {"version_before": ds.version}
+            if any(f.deletion_file() is not None for f in ds.get_fragments()):
+                m = ds.optimize.compact_files(materialize_deletions_threshold=0.0)
+                entry["fragments_rewritten"] = m.fragments_removed
+            else:
+                entry["fragments_rewritten"] = 0
+            if self.count(name):
+                self.ensure_indices(name, rebuild=True)
+            ds = self.dataset(name)
+            moved = []
+            for tag, info in dict(ds.tags.list()).items():
+                if info["version"] != ds.version:
+                    ds.tags.update(tag, ds.version)
+                    moved.append(tag)
+            entry["tags_moved"] = moved
+            ds = self.dataset(name)
+            c = ds.cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
+            entry.update(
+                bytes_removed=c.bytes_removed,
+                old_versions=c.old_versions,
+                data_files_removed=c.data_files_removed,
+                transaction_files_removed=c.transaction_files_removed,
+                index_files_removed=c.index_files_removed,
+                deletion_files_removed=c.deletion_files_removed,
+            )
+            entry["version_after"] = self.dataset(name).version
+            entry["versions_left"] = len(self.dataset(name).versions())
+            stats.tables[name] = entry
+        return stats
+
+    # -- storage accounting ------------------------------------------------------------
+    def local_root(self) -> Path | None:
+        return Path(self.uri) if "://" not in self.uri else None
+
+    def table_sizes(self) -> dict[str, int]:
+        root = self.local_root()
+        if root is None:
+            return {}
+        out = {}
+        for name in self.table_names():
+            d = root / f"{name}.lance"
+            out[name] = sum(p.stat().st_size for p in d.rglob("*") if p.is_file()) if d.exists() else 0
+        return out
+
+
+def json_counts(counts: dict[str, int]) -> str:
+    return json.dumps(counts, sort_keys=True)
+
+
+def env_storage_options() -> dict[str, str]:
+    raw = os.environ.get("AISG_LANCEDB_STORAGE_OPTIONS")
+    return json.loads(raw) if raw else {}

