@@ -63,7 +63,14 @@ def _context():
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    return gx.get_context(mode="ephemeral")
+    ctx = gx.get_context(mode="ephemeral")
+    try:  # progress bars would flood run logs with one line per metric
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
+    return ctx
 
 
 def validate(df, expectations: list[Expect], id_column: str) -> QualityResult:
