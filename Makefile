@@ -1,6 +1,7 @@
 # Two commands matter: `make demo` (set up + run the main job) and `make test`.
 SHELL := /bin/bash
-PY ?= python3.11
+# Python 3.11 (the torch CPU wheel on these machines is cp311): PATH first, then pyenv's.
+PY ?= $(firstword $(shell command -v python3.11) $(wildcard $(HOME)/.pyenv/versions/3.11*/bin/python3.11) python3.11)
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/var/dagster_home
