@@ -202,3 +202,21 @@ def test_asset_checks_fail_on_corrupted_data(populated_settings):
     assert not titles["no NaN"].success and titles["no NaN"].failing_ids == [nan_id]
     assert not titles["L2 norm ≈ 1"].success and sorted(titles["L2 norm ≈ 1"].failing_ids) == sorted([nan_id, norm_id])
     assert titles["no duplicate chunk_id"].success
+
+
+def test_rerun_after_interrupted_quarantine_counts_it_once(settings):
+    """A run killed after moving a bad file to quarantine: the re-run reports it, loses nothing."""
+    from aisg_pipelines.governance.landing import Rejected, quarantine
+    from aisg_pipelines.governance.sample_data import generate_landing_zone
+
+    manifest = generate_landing_zone(settings.landing_dir, now=FIXED_NOW, n_subjects=1, docs_per_subject=2, span_days=5, max_file_bytes=settings.max_file_bytes)
+    files = sorted([d["path"] for d in manifest["documents"]] + [b["path"] for b in manifest["bad_inputs"]])
+    store, ledger = _store(settings), Ledger(settings.ledger_url)
+    ledger.record_batch("20261120-0000abcd", files)
+    empty = next(b for b in manifest["bad_inputs"] if b["expected_reason"] == "empty")
+    quarantine(settings.landing_dir, settings.quarantine_dir, empty["path"], Rejected("empty"), "20261120-0000abcd")
+    res = ingest_documents(store, ledger, landing_dir=settings.landing_dir, quarantine_dir=settings.quarantine_dir, batch_id="20261120-0000abcd",
+                           files=files, max_file_bytes=settings.max_file_bytes, scrubber=get_scrubber())
+    assert res.documents == 2 and res.missing == []
+    assert sorted(q.code for q in res.quarantined) == sorted(b["expected_reason"] for b in manifest["bad_inputs"])
+    assert store.count(DOCUMENTS) == 2
