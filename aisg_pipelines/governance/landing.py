@@ -284,8 +284,10 @@ class LandingScan:
     """What the landing sensor should do on one tick."""
 
     batches: dict[str, list[str]] = field(default_factory=dict)  # batch_id -> rel paths
+    mtimes_ns: dict[str, int] = field(default_factory=dict)  # rel path -> mtime of the planned file
     new_cursor: tuple[int, str] | None = None
     deferred: int = 0
+    existing_batches: set[str] = field(default_factory=set)  # batches already holding some of the files
 
 
 def plan_batches(
@@ -295,6 +297,7 @@ def plan_batches(
     now_ns: int,
     settle_seconds: float,
     max_files_per_batch: int = 500,
+    already_batched=None,
 ) -> LandingScan:
     """Files newer than the cursor, grouped into batches by upload (mtime) day.
 
@@ -313,8 +316,15 @@ def plan_batches(
         taken.append(f)
         if len(taken) >= max_files_per_batch * 20:
             break
+    if taken:
+        scan.new_cursor = (taken[-1].mtime_ns, taken[-1].rel_path)
+    if taken and already_batched is not None:
+        done = already_batched([(f.rel_path, f.mtime_ns) for f in taken])
+        scan.existing_batches = set(done.values())
+        taken = [f for f in taken if (f.rel_path, f.mtime_ns) not in done]
     if not taken:
         return scan
+    scan.mtimes_ns = {f.rel_path: f.mtime_ns for f in taken}
     groups: dict[str, list[PendingFile]] = {}
     for f in taken:
         day = datetime.fromtimestamp(f.mtime_ns / 1e9, timezone.utc).strftime("%Y%m%d")
@@ -323,6 +333,4 @@ def plan_batches(
         for i in range(0, len(day_files), max_files_per_batch):
             part = day_files[i : i + max_files_per_batch]
             scan.batches[batch_key(part)] = [f.rel_path for f in part]
-    last = taken[-1]
-    scan.new_cursor = (last.mtime_ns, last.rel_path)
     return scan

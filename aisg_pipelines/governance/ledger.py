@@ -52,6 +52,17 @@ ingest_batches = sa.Table(
     sa.Column("files", sa.Text, nullable=False),  # JSON list of landing-relative paths
 )
 
+# Every landed file (path + mtime) that is in a batch manifest: the landing sensor skips
+# these, so a lost sensor cursor (daemon reset, demo then `dagster dev`) never re-batches
+# files already ingested. A re-upload to the same path has a new mtime and is new.
+ingest_batch_files = sa.Table(
+    "ingest_batch_files",
+    metadata,
+    sa.Column("rel_path", sa.Text, primary_key=True),
+    sa.Column("mtime_ns", sa.BigInteger, primary_key=True),
+    sa.Column("batch_id", sa.String(32), nullable=False, index=True),
+)
+
 embed_versions = sa.Table(
     "embed_versions",
     metadata,
@@ -167,28 +178,33 @@ class Ledger:
         actor: str = "aisg_pipelines",
         subject_hash: str | None = None,
         conn: sa.Connection | None = None,
+        occurred_at: str | None = None,
     ) -> AuditEvent:
-        """Append one event to the hash chain, atomically (retrying if another writer won)."""
+        """Append one event to the hash chain, atomically (retrying if another writer won).
+
+        `occurred_at` (ISO UTC) defaults to now; tests and backfills may pass a fixed time
+        (it is covered by the event hash like every other field).
+        """
         if conn is not None:
-            return self._append(conn, action, details or {}, actor, subject_hash)
+            return self._append(conn, action, details or {}, actor, subject_hash, occurred_at)
         last_error: Exception | None = None
         for attempt in range(20):
             try:
                 with self.engine.begin() as c:
-                    return self._append(c, action, details or {}, actor, subject_hash)
+                    return self._append(c, action, details or {}, actor, subject_hash, occurred_at)
             except (IntegrityError, OperationalError) as exc:  # lost the race for the head
                 last_error = exc
                 time.sleep(0.02 * (attempt + 1))
         raise RuntimeError(f"could not append audit event {action!r}: {last_error}")
 
-    def _append(self, conn, action, details, actor, subject_hash) -> AuditEvent:
+    def _append(self, conn, action, details, actor, subject_hash, occurred_at=None) -> AuditEvent:
         head = conn.execute(
             sa.select(audit_events.c.event_hash).order_by(audit_events.c.seq.desc()).limit(1)
         ).scalar()
         prev = head or GENESIS_HASH
         event = {
             "event_id": str(uuid.uuid4()),
-            "occurred_at": iso(),
+            "occurred_at": iso(datetime.fromisoformat(occurred_at)) if occurred_at else iso(),
             "actor": actor,
             "action": action,
             "subject_hash": subject_hash,
@@ -235,12 +251,29 @@ class Ledger:
         return ChainVerification(ok=not problems, events=n, head_hash=prev, problems=problems)
 
     # -- ingest batches ----------------------------------------------------------------
-    def record_batch(self, batch_id: str, files: list[str]) -> None:
+    def record_batch(self, batch_id: str, files: list[str], mtimes_ns: dict[str, int] | None = None) -> None:
         """Idempotent: the same batch id always has the same manifest."""
         with self.engine.begin() as conn:
             existing = conn.execute(sa.select(ingest_batches.c.files).where(ingest_batches.c.batch_id == batch_id)).scalar()
             if existing is None:
                 conn.execute(ingest_batches.insert().values(batch_id=batch_id, created_at=iso(), files=json.dumps(sorted(files))))
+                if mtimes_ns:
+                    conn.execute(
+                        ingest_batch_files.insert(),
+                        [{"rel_path": f, "mtime_ns": mtimes_ns[f], "batch_id": batch_id} for f in sorted(files) if f in mtimes_ns],
+                    )
+
+    def already_batched(self, candidates: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        """{(rel_path, mtime_ns): batch_id} for the candidates already in a batch manifest."""
+        found: dict[tuple[str, int], str] = {}
+        paths = sorted({p for p, _ in candidates})
+        with self.engine.connect() as conn:
+            for i in range(0, len(paths), 500):
+                cols = (ingest_batch_files.c.rel_path, ingest_batch_files.c.mtime_ns, ingest_batch_files.c.batch_id)
+                for r in conn.execute(sa.select(*cols).where(ingest_batch_files.c.rel_path.in_(paths[i : i + 500]))):
+                    found[(r.rel_path, r.mtime_ns)] = r.batch_id
+        wanted = set(candidates)
+        return {k: v for k, v in found.items() if k in wanted}
 
     def batch_files(self, batch_id: str) -> list[str]:
         with self.engine.connect() as conn:
@@ -256,6 +289,7 @@ class Ledger:
     def forget_batch(self, batch_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(ingest_batches.delete().where(ingest_batches.c.batch_id == batch_id))
+            conn.execute(ingest_batch_files.delete().where(ingest_batch_files.c.batch_id == batch_id))
 
     # -- legal holds and denylist ------------------------------------------------------
     def add_legal_hold(self, scope: str, target_hash: str, reason: str) -> str:
@@ -294,3 +328,32 @@ class Ledger:
         else:
             with self.engine.begin() as c:
                 _do(c)
+
+
+# -- erasure requests (issue 6: GDPR erasure) ---------------------------------------------
+# One row per request, keyed by request_id. The raw subject identifier is NOT stored here:
+# only its salted hash. While a request is open, the raw id lives only in its private
+# pending file (erasure_inbox/processing/<request_id>.json), deleted on certification.
+# Logic (lifecycle, transitions) lives in governance/erasure.py.
+erasure_requests = sa.Table(
+    "erasure_requests",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("subject_hash", sa.String(64), nullable=True),  # null when the request was rejected before a subject was known
+    sa.Column("status", sa.String(16), nullable=False),  # received | in_progress | verified | certified | failed
+    sa.Column("reason", sa.Text, nullable=True),  # the requester's reason (free text, no personal data expected)
+    sa.Column("failure", sa.Text, nullable=True),  # why it failed / was rejected
+    sa.Column("requested_by", sa.String(256), nullable=True),
+    sa.Column("requested_at", sa.String(32), nullable=False),
+    sa.Column("received_at", sa.String(32), nullable=False),
+    sa.Column("started_at", sa.String(32)),
+    sa.Column("verified_at", sa.String(32)),
+    sa.Column("certified_at", sa.String(32)),
+    sa.Column("failed_at", sa.String(32)),
+    sa.Column("certificate_id", sa.String(64)),
+    sa.Column("certificate_path", sa.Text),
+    sa.Column("source", sa.String(16), nullable=False),  # cli | inbox
+    sa.Column("progress", sa.Text, nullable=False, default="{}"),  # JSON: steps done, counts, commitment
+)
+sa.Index("ix_erasure_requests_subject", erasure_requests.c.subject_hash)
+sa.Index("ix_erasure_requests_status", erasure_requests.c.status)

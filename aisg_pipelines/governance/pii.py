@@ -11,22 +11,33 @@ Scoring policy (applied identically by :func:`baseline_detect` and
    Luhn / tld validation gives 1.0, bare patterns give 0.05-0.6, phone
    numbers 0.4).
 2. ``KR_RRN`` only counts when its checksum validates (score 1.0); presidio's
-   0.5 for an unvalidated number is dropped.
-3. Context: if a context word of the entity type occurs within
-   ``CONTEXT_BEFORE`` characters before the span or ``CONTEXT_AFTER``
-   characters after it, the score becomes ``max(score + 0.35, 0.8)``
-   (capped at 1.0). So a score >= 0.8 means "validated or confirmed by
-   context". Phone numbers, passports and bank accounts need context to
-   pass the default threshold of 0.5.
+   0.5 for an unvalidated number is dropped. ``CREDIT_CARD`` matches whose
+   digit grouping is not card-like (e.g. a Woori bank account
+   1002-123-456789 that happens to pass Luhn) are dropped.
+3. Context: if a context word of the entity type (presidio's list plus
+   Korean words, ``_CONTEXT_WORDS``) lies within ``CONTEXT_BEFORE``
+   characters before the span or ``CONTEXT_AFTER`` characters after it, the
+   score becomes ``max(score + 0.35, 0.8)`` (capped at 1.0). So a score
+   >= 0.8 means "validated or confirmed by context". Phone numbers (0.4),
+   passports (0.05/0.1) and bank accounts (0.1) need context to pass the
+   default threshold of 0.5. Context is always evaluated on the full text.
 4. Results under ``score_threshold`` are dropped, then overlaps are
    resolved: higher score wins, then the specificity order in
    ``_PRIORITY``, then the longer span, then the earlier start.
 
 The fast path (:class:`PiiScrubber`) finds candidate windows with cheap
-compiled regexes and runs only the recognizers that can match there on the
-window (whole whitespace-delimited tokens plus one delimiter character each
-side), then maps offsets back. Context is evaluated on the full text, so the
-results equal the whole-text baseline.
+compiled regexes (digit runs with separators holding >= 7 digits, ``@``,
+``://``/``www.``/dot-letter-letter, dotted quads, ``:hex:``, passport
+shapes), widens each to whole whitespace-delimited tokens plus one delimiter
+character, joins the windows of one kind into a single string and runs only
+the recognizers that can match that kind, then maps offsets back. URL and
+phone recognizers run last and skip windows whose result could only be
+discarded (no context word near a phone-like number below the 0.5
+threshold, or digits/TLD already covered by a span that would win the
+overlap). Presidio's recognizers still decide every span; the output equals
+:func:`baseline_detect` (checked in the tests and the benchmark).
+Assumption behind the digit pre-filter: no phone number valid for
+libphonenumber has fewer than 7 digits.
 """
 
 from __future__ import annotations
@@ -89,6 +100,7 @@ CONTEXT_MIN_SCORE = 0.8
 
 PHONE_REGIONS: tuple[str, ...] = ("KR", "US", "GB")
 _PHONE_SCORE = 0.4  # PhoneRecognizer.SCORE (checked at start-up)
+_URL_MAX_SCORE = min(1.0, max(0.6 + CONTEXT_BOOST, CONTEXT_MIN_SCORE))  # UrlRecognizer's best pattern
 _PHONE_MAX_SCORE = min(1.0, max(_PHONE_SCORE + CONTEXT_BOOST, CONTEXT_MIN_SCORE))
 
 _CONTEXT_WORDS: dict[str, tuple[str, ...]] = {
@@ -214,10 +226,18 @@ class _Recognizers:
         self.groups = {
             "digit": (self.rrn, self.card, self.bank, self.dl),  # phone: see _phone_windows
             "ip": (self.ip,),
-            "email": (self.email, self.url),
-            "url": (self.url,),
+            "email": (self.email,),
+            # URL runs in a second phase (see PiiScrubber._detect).
             "passport": (self.passport,),
         }
+        # Cheap pre-checks for the small-pattern recognizers (URL's regex is
+        # large and its windows are already tight, so it is not hinted).
+        self.hints = {
+            id(r): _pattern_hints(r)
+            for r in (self.rrn, self.card, self.bank, self.dl)
+        }
+        if max(p.score for p in self.url.patterns) != 0.6:  # pragma: no cover
+            raise RuntimeError("UrlRecognizer pattern scores changed; update _URL_MAX_SCORE")
         if PhoneRecognizer.SCORE != _PHONE_SCORE:  # pragma: no cover
             raise RuntimeError(
                 f"PhoneRecognizer.SCORE changed to {PhoneRecognizer.SCORE}; update _PHONE_SCORE"
@@ -231,6 +251,19 @@ def _recognizers() -> _Recognizers:
     return _Recognizers()
 
 
+def _pattern_hints(recognizer: Any) -> tuple:
+    """The recognizer's own regexes, compiled with its flags: if none of them
+    matches, ``analyze`` cannot return anything, so the call can be skipped."""
+    flags = recognizer.global_regex_flags
+    return tuple(re.compile(p.regex, flags) for p in recognizer.patterns)
+
+
+def _run_if_hinted(recognizer: Any, hints: tuple | None, text: str, offset: int, out: list) -> None:
+    if hints is not None and not any(h.search(text) for h in hints):
+        return
+    _run(recognizer, text, offset, out)
+
+
 def _run(recognizer: Any, text: str, offset: int, out: list) -> None:
     entities = recognizer.supported_entities
     for r in recognizer.analyze(text, entities, None):
@@ -242,10 +275,18 @@ def _run(recognizer: Any, text: str, offset: int, out: list) -> None:
 # ---------------------------------------------------------------------------
 
 
+def _maybe_context(text: str, entity: str, lo: int, hi: int) -> bool:
+    """Fast necessary condition: some context word occurs as a substring."""
+    chunk = text[max(0, lo):hi].lower()
+    return any(w in chunk for w in _CONTEXT_WORDS[entity])
+
+
 def _has_context(text: str, entity: str, start: int, end: int) -> bool:
     """A context word (a real word in the full text, not cut by the slice)
     lies entirely within ``CONTEXT_BEFORE`` chars before ``start`` or
     ``CONTEXT_AFTER`` chars after ``end``."""
+    if not _maybe_context(text, entity, start - CONTEXT_BEFORE, end + CONTEXT_AFTER):
+        return False
     rx = _CONTEXT_RE[entity]
     n = len(text)
     lo = max(0, start - CONTEXT_BEFORE)
@@ -263,8 +304,10 @@ def _has_context(text: str, entity: str, start: int, end: int) -> bool:
 
 def _context_near(text: str, entity: str, ws: int, we: int) -> bool:
     """Superset of ``_has_context`` for any span inside ``[ws, we)``."""
-    rx = _CONTEXT_RE[entity]
-    return rx.search(text, max(0, ws - CONTEXT_BEFORE), min(len(text), we + CONTEXT_AFTER + 1)) is not None
+    lo, hi = max(0, ws - CONTEXT_BEFORE), min(len(text), we + CONTEXT_AFTER + 1)
+    if not _maybe_context(text, entity, lo, hi):
+        return False
+    return _CONTEXT_RE[entity].search(text, lo, hi) is not None
 
 
 _CARD_SEP = re.compile(r"[- ]")
@@ -337,12 +380,16 @@ def baseline_detect(text: str, score_threshold: float = 0.5) -> list[PiiSpan]:
 # ---------------------------------------------------------------------------
 
 # Digit clusters: digits joined by the separators numbers are written with.
-_DIGIT_CLUSTER = re.compile(r"[+(]?\d[\d\-.() /\u00a0\u2010-\u2015\u2212\u3000]*")
-_MIN_CLUSTER_DIGITS = 7
+_CLUSTER_SEPS = r"[\-.() /\u00a0\u2010-\u2015\u2212\u3000]"
+# Runs of digits joined by the separators numbers are written with, holding
+# at least _MIN_CLUSTER_DIGITS digits (shorter runs are skipped in C).
+_DIGIT_CLUSTER = re.compile(r"\d(?:" + _CLUSTER_SEPS + r"*\d){6,}")
+_MIN_CLUSTER_DIGITS = 7  # encoded in _DIGIT_CLUSTER as {6,}
 _IPV4_HINT = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
 _EMAIL_HINT = re.compile(r"@")
+_TLD_DOT = re.compile(r"\.[A-Za-z]{2}")
 _URL_HINT = re.compile(r"://|www\d{0,3}\.|\.[A-Za-z]{2}")
-_IPV6_HINT = re.compile(r"[0-9A-Fa-f]*:[0-9A-Fa-f]*:")
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]*:")
 _PASSPORT_HINT = re.compile(r"[MmSsRrOoDd]\d{3}[A-Za-z]\d{4}|[MmSsRrOoDd]\d{8}")
 _WS = re.compile(r"\s")
 
@@ -384,10 +431,11 @@ def _candidate_windows(text: str) -> tuple[dict[str, list[tuple[int, int]]], lis
     digit: list[tuple[int, int]] = []
     clusters: list[tuple[int, int]] = []
     for m in _DIGIT_CLUSTER.finditer(text):
-        s = m.group()
-        if len(s) >= _MIN_CLUSTER_DIGITS and sum(c.isdigit() for c in s) >= _MIN_CLUSTER_DIGITS:
-            clusters.append((m.start(), m.end()))
-            digit.append(_token_window(text, m.start(), m.end()))
+        cs = m.start()
+        if cs > 0 and text[cs - 1] in "+(":
+            cs -= 1
+        clusters.append((cs, m.end()))
+        digit.append(_token_window(text, cs, m.end()))
     ip = [_token_window(text, m.start(), m.end()) for m in _IPV4_HINT.finditer(text)]
     ip += [_token_window(text, m.start(), m.end()) for m in _IPV6_HINT.finditer(text)]
     email = [_token_window(text, m.start(), m.end()) for m in _EMAIL_HINT.finditer(text)]
@@ -412,14 +460,17 @@ def _candidate_windows(text: str) -> tuple[dict[str, list[tuple[int, int]]], lis
 _BATCH_SEP = "\n|\n"
 
 
-def _run_batched(recognizers: tuple, text: str, windows: list[tuple[int, int]], out: list) -> None:
+def _run_batched(
+    recognizers: tuple, text: str, windows: list[tuple[int, int]], out: list, hints: dict | None = None
+) -> None:
+    hints = hints or {}
     if not windows:
         return
     if len(windows) == 1:
         ws, we = windows[0]
         chunk = text[ws:we]
         for r in recognizers:
-            _run(r, chunk, ws, out)
+            _run_if_hinted(r, hints.get(id(r)), chunk, ws, out)
         return
     pieces: list[str] = []
     starts: list[int] = []  # window start inside the batch string
@@ -434,7 +485,7 @@ def _run_batched(recognizers: tuple, text: str, windows: list[tuple[int, int]], 
     batch = "".join(pieces)
     local: list = []
     for r in recognizers:
-        _run(r, batch, 0, local)
+        _run_if_hinted(r, hints.get(id(r)), batch, 0, local)
     for entity, bs, be, score in local:
         i = bisect.bisect_right(starts, bs) - 1
         ws, we = windows[i]
@@ -458,9 +509,9 @@ def parse_operators(
     sets the operator for every type not listed explicitly."""
     from presidio_anonymizer.entities import OperatorConfig
 
-    operators = dict(operators or {})
-    if not isinstance(operators, dict):
+    if operators is not None and not isinstance(operators, dict):
         raise ValueError("operators must be a dict of entity type -> operator config")
+    operators = dict(operators or {})
     default_cfg = operators.pop("DEFAULT", None)
     for et in operators:
         if et not in ENTITY_TYPES:
@@ -543,66 +594,93 @@ class PiiScrubber:
 
     # -- detection -----------------------------------------------------------
     def _detect(self, text: str, threshold: float) -> list[PiiSpan]:
+        """Three phases. 1: cheap pattern recognizers on their candidate
+        windows. 2: URL on URL windows, 3: phone on digit clusters - each
+        skipping windows whose result could only be discarded (see
+        ``_url_windows`` / ``_phone_windows``), so the output equals
+        :func:`baseline_detect`."""
         if not text:
             return []
         recs = self._recs
         groups = recs.groups
         windows, clusters = _candidate_windows(text)
         raw: list = []
-        for kind, wins in windows.items():
-            _run_batched(groups[kind], text, wins, raw)
+        for kind in ("digit", "ip", "email", "passport"):
+            _run_batched(groups[kind], text, windows[kind], raw, recs.hints)
         scored = _score(text, raw, threshold)
-        if windows["digit"]:
-            phone_wins = self._phone_windows(text, windows["digit"], clusters, scored, threshold)
+        if windows["url"]:
+            url_wins = self._url_windows(text, windows["url"], scored)
+            if url_wins:
+                url_raw: list = []
+                _run_batched((recs.url,), text, url_wins, url_raw)
+                scored += _score(text, url_raw, threshold)
+        if clusters:
+            phone_wins = self._phone_windows(text, clusters, scored, threshold)
             if phone_wins:
                 phone_raw: list = []
                 _run_batched((recs.phone,), text, phone_wins, phone_raw)
                 scored += _score(text, phone_raw, threshold)
         return _resolve_overlaps(scored)
 
+    @staticmethod
+    def _coverage(text: str, spans: list[PiiSpan]) -> bytearray | None:
+        if not spans:
+            return None
+        covered = bytearray(len(text))
+        for sp in spans:
+            covered[sp.start:sp.end] = b"\x01" * (sp.end - sp.start)
+        return covered
+
+    def _url_windows(
+        self, text: str, url_windows: list[tuple[int, int]], scored: list[PiiSpan]
+    ) -> list[tuple[int, int]]:
+        """Every URL match contains a dot followed by two letters (the TLD).
+        A URL scores at most 0.95 and loses ties to the types before it in
+        ``_PRIORITY``; if every such dot in a window lies inside a span that
+        beats 0.95, any URL found there would be discarded (typically the
+        domain of a validated e-mail address)."""
+        prio = _PRIORITY["URL"]
+        strong = [
+            s for s in scored
+            if s.score > _URL_MAX_SCORE
+            or (s.score >= _URL_MAX_SCORE and _PRIORITY[s.entity_type] < prio)
+        ]
+        covered = self._coverage(text, strong)
+        if covered is None:
+            return url_windows
+        out = []
+        for ws, we in url_windows:
+            if any(not covered[m.start()] for m in _TLD_DOT.finditer(text, ws, we)):
+                out.append((ws, we))
+        return out
+
     def _phone_windows(
         self,
         text: str,
-        digit_windows: list[tuple[int, int]],
         clusters: list[tuple[int, int]],
         scored: list[PiiSpan],
         threshold: float,
     ) -> list[tuple[int, int]]:
-        """Digit windows where a phone number could survive: PhoneRecognizer
+        """Digit clusters where a phone number could survive: PhoneRecognizer
         scores 0.4, so below the threshold it needs a context word nearby;
         and its best possible score (0.8) never beats an overlapping span of
         another type with score >= 0.8 (PHONE_NUMBER has the lowest
-        priority), so windows whose digits are all covered by such spans
+        priority), so clusters whose digits are all covered by such spans
         are skipped. Both rules only skip work whose result would be
-        discarded, so the output equals the whole-text baseline."""
+        discarded."""
         need_context = threshold > _PHONE_SCORE
-        strong = [s for s in scored if s.score >= _PHONE_MAX_SCORE]
-        covered = None
-        if strong:
-            covered = bytearray(len(text))
-            for sp in strong:
-                covered[sp.start:sp.end] = b"\x01" * (sp.end - sp.start)
+        covered = self._coverage(text, [s for s in scored if s.score >= _PHONE_MAX_SCORE])
         out = []
-        ci = 0
-        for ws, we in digit_windows:
+        for cs, ce in clusters:
+            ws, we = _token_window(text, cs, ce)
             if need_context and not _context_near(text, "PHONE_NUMBER", ws, we):
                 continue
-            if covered is not None:
-                all_covered = True
-                while ci < len(clusters) and clusters[ci][0] < ws:
-                    ci += 1
-                cj = ci
-                while cj < len(clusters) and clusters[cj][0] < we and all_covered:
-                    cs, ce = clusters[cj]
-                    for k in range(cs, ce):
-                        if not covered[k] and text[k].isdigit():
-                            all_covered = False
-                            break
-                    cj += 1
-                if all_covered:
-                    continue
+            if covered is not None and all(
+                covered[k] for k in range(cs, ce) if text[k].isdigit()
+            ):
+                continue
             out.append((ws, we))
-        return out
+        return _merge(out)
 
     def detect(self, text: str) -> list[PiiSpan]:
         return self._detect(text, self.score_threshold)
@@ -629,13 +707,17 @@ class PiiScrubber:
         return ScrubResult(text=out.text, counts=counts, spans=spans)
 
 
-@functools.lru_cache(maxsize=16)
 def get_scrubber(operators_json: str | None = None) -> PiiScrubber:
     """Process-wide cached scrubber for a JSON operator config string.
 
     The JSON object maps entity types (or ``DEFAULT``) to operator configs;
     an optional top-level ``"encrypt_key"`` and ``"score_threshold"`` are
     passed to :class:`PiiScrubber`."""
+    return _cached_scrubber(operators_json or None)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_scrubber(operators_json: str | None) -> PiiScrubber:
     if not operators_json:
         return PiiScrubber()
     try:

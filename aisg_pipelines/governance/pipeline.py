@@ -276,10 +276,10 @@ def ingest_all(settings, *, scrubber=None, now: datetime | None = None, embed: b
     ledger = Ledger(settings.ledger_url)
     active = ensure_bootstrap_version(VersionRegistry(ledger), settings.model_path or bundled_model_path())
     scrubber = scrubber or get_scrubber(settings.pii_operators or None)
-    scan = plan_batches(settings.landing_dir, None, now_ns=_time.time_ns(), settle_seconds=0)
+    scan = plan_batches(settings.landing_dir, None, now_ns=_time.time_ns(), settle_seconds=0, already_batched=ledger.already_batched)
     out = IngestAllResult()
     for batch_id, files in sorted(scan.batches.items()):
-        ledger.record_batch(batch_id, files)
+        ledger.record_batch(batch_id, files, scan.mtimes_ns)
         r = ingest_documents(
             store, ledger, landing_dir=settings.landing_dir, quarantine_dir=settings.quarantine_dir, batch_id=batch_id,
             files=files, max_file_bytes=settings.max_file_bytes, scrubber=scrubber, now=now,

@@ -144,6 +144,21 @@ def make_card(rng: random.Random) -> str:
 
 
 def make_phone(rng: random.Random, lang: str) -> str:
+    """A phone number that libphonenumber considers valid (allocated range)."""
+    import phonenumbers
+
+    for _ in range(100):
+        value = _phone_candidate(rng, lang)
+        try:
+            parsed = phonenumbers.parse(value, "KR" if not value.startswith(("+", "(")) else "US")
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            return value
+    raise RuntimeError("could not generate a valid phone number")  # pragma: no cover
+
+
+def _phone_candidate(rng: random.Random, lang: str) -> str:
     kind = rng.random()
     if lang == "ko" and kind < 0.75 or lang == "en" and kind < 0.2:
         sub = rng.random()
@@ -362,22 +377,24 @@ class _Composer:
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.length = 0
+        self.nbytes = 0
         self.spans: list[LabelledSpan] = []
 
     def add(self, s: str) -> None:
         self.parts.append(s)
         self.length += len(s)
+        self.nbytes += len(s.encode("utf-8"))
 
     def add_template(self, template: str, fill: dict, entity: str | None = None, value: str | None = None) -> None:
         if entity is None:
-            self.add(template.format(**fill))
+            self.add(template.format_map(fill))
             return
         before, after = template.split("{v}", 1)
-        self.add(before.format(**fill))
+        self.add(before.format_map(fill))
         start = self.length
         self.add(value)
         self.spans.append(LabelledSpan(start, start + len(value), entity, value))
-        self.add(after.format(**fill))
+        self.add(after.format_map(fill))
 
     def text(self) -> str:
         return "".join(self.parts)
@@ -408,30 +425,45 @@ def _make_value(entity: str, rng: random.Random, lang: str, fake_en) -> str:
     return makers[entity]()
 
 
+class _LazyFill(dict):
+    """Template slots, generated on first use (Faker is slow)."""
+
+    def __init__(self, rng: random.Random, fake_ko, fake_en) -> None:
+        super().__init__()
+        self._rng, self._ko, self._en = rng, fake_ko, fake_en
+
+    def __missing__(self, key: str):
+        rng, ko, en = self._rng, self._ko, self._en
+        makers = {
+            "name": ko.name,
+            "name_en": en.name,
+            "company": ko.company,
+            "company_en": en.company,
+            "city": ko.city,
+            "city_en": en.city,
+            "catch": ko.catch_phrase,
+            "address": ko.road_address if hasattr(ko, "road_address") else ko.city,
+            "sentence": lambda: en.sentence(nb_words=10),
+            "count": lambda: rng.randint(2, 480),
+            "small": lambda: rng.randint(1, 9),
+            "year": lambda: rng.randint(2019, 2031),
+            "price": lambda: f"{rng.randint(1, 9_999) * 1000:,}",
+            "price_en": lambda: f"{rng.randint(10, 99_999):,}.{rng.randint(0, 99):02d}",
+            "date": lambda: f"{rng.randint(2024, 2027)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            "hour": lambda: rng.randint(1, 11),
+            "version": lambda: rng.choice(["3.11.7", "3.12.4", "3.10.14", "2.2.366", "1.13.27"]),
+            "pct": lambda: rng.randint(2, 48),
+            "bad_rrn": lambda: make_rrn(rng, valid=False),
+            "bank": lambda: rng.choice(_BANKS_KO),
+            "bank_en": lambda: rng.choice(_BANKS_EN),
+        }
+        value = makers[key]()
+        self[key] = value
+        return value
+
+
 def _fill(rng: random.Random, fake_ko, fake_en) -> dict:
-    return {
-        "name": fake_ko.name(),
-        "name_en": fake_en.name(),
-        "company": fake_ko.company(),
-        "company_en": fake_en.company(),
-        "city": fake_ko.city(),
-        "city_en": fake_en.city(),
-        "catch": fake_ko.catch_phrase(),
-        "address": fake_ko.road_address() if hasattr(fake_ko, "road_address") else fake_ko.city(),
-        "sentence": fake_en.sentence(nb_words=10),
-        "count": rng.randint(2, 480),
-        "small": rng.randint(1, 9),
-        "year": rng.randint(2019, 2031),
-        "price": f"{rng.randint(1, 9_999) * 1000:,}",
-        "price_en": f"{rng.randint(10, 99_999):,}.{rng.randint(0, 99):02d}",
-        "date": f"{rng.randint(2024, 2027)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-        "hour": rng.randint(1, 11),
-        "version": rng.choice(["3.11.7", "3.12.4", "3.10.14", "2.2.366", "1.13.27"]),
-        "pct": rng.randint(2, 48),
-        "bad_rrn": make_rrn(rng, valid=False),
-        "bank": rng.choice(_BANKS_KO),
-        "bank_en": rng.choice(_BANKS_EN),
-    }
+    return _LazyFill(rng, fake_ko, fake_en)
 
 
 def _compose(
@@ -492,7 +524,7 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
-def _render(ext: str, title: str, body: str) -> str:
+def _render(ext: str, title: str, body: str, lang: str = "ko") -> str:
     if ext == "txt":
         return f"{title}\n\n{body}\n"
     if ext == "md":
@@ -501,7 +533,7 @@ def _render(ext: str, title: str, body: str) -> str:
         return json.dumps({"title": title, "body": body}, ensure_ascii=False, indent=2) + "\n"
     paras = "\n".join(f"<p>{html.escape(p, quote=False)}</p>" for p in body.split("\n\n"))
     return (
-        "<!DOCTYPE html>\n<html lang=\"ko\">\n<head><meta charset=\"utf-8\">"
+        f"<!DOCTYPE html>\n<html lang=\"{lang}\">\n<head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title></head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
         f"{paras}\n</body>\n</html>\n"
     )
@@ -534,7 +566,10 @@ def generate_landing_zone(
          "subjects": [{"subject_id", "language", "doc_ids", "legal_hold"}],
          "legal_hold_subject": subject_id or None}
 
-    ``path`` is relative to ``landing_dir`` (POSIX separators). Exactly one
+    ``path`` is relative to ``landing_dir`` (POSIX separators). Every
+    document holds at least one e-mail address and one valid RRN plus 1-4
+    other PII kinds (all nine kinds occur across the default 24 documents),
+    and near misses that must not be flagged. Exactly one
     subject has ``legal_hold: true`` on at least one document older than 180
     days (if ``span_days`` allows such documents). Deterministic for
     ``seed`` and ``now``.
@@ -565,12 +600,16 @@ def generate_landing_zone(
             second=0, microsecond=0
         )
         ext = EXTENSIONS[i % len(EXTENSIONS)]
-        k = rng.randint(3, 6)
-        entities = [ENTITY_TYPES[(i * 5 + j) % len(ENTITY_TYPES)] for j in range(k)]
+        # Every upload carries an e-mail address and an RRN (the most common
+        # PII in user uploads) plus 1-4 of the other kinds, rotating.
+        others = [e for e in ENTITY_TYPES if e not in ("EMAIL_ADDRESS", "KR_RRN")]
+        k = rng.randint(1, 4)
+        entities = ["EMAIL_ADDRESS", "KR_RRN"] + [others[(i * 3 + j) % len(others)] for j in range(k)]
+        rng.shuffle(entities)
         target_bytes = rng.randint(1100, 3300)
         lt = _compose(
             rng, fake_ko, fake_en, lang, entities,
-            lambda c, t=target_bytes: len(c.text().encode("utf-8")) >= t,
+            lambda c, t=target_bytes: c.nbytes >= t,
         )
         title = (fake_ko.catch_phrase() if lang == "ko" else fake_en.catch_phrase())
         pii = {et: 0 for et in ENTITY_TYPES}
@@ -608,7 +647,7 @@ def generate_landing_zone(
         day = d["uploaded"].strftime("%Y-%m-%d")
         rel = f"{day}/{d['doc_id']}.{d['ext']}"
         path = landing_dir / rel
-        _write(path, _render(d["ext"], d["title"], d["body"]).encode("utf-8"), d["uploaded"])
+        _write(path, _render(d["ext"], d["title"], d["body"], d["language"]).encode("utf-8"), d["uploaded"])
         sidecar = {
             "doc_id": d["doc_id"],
             "subject_id": d["subject_id"],

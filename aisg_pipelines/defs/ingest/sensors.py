@@ -2,6 +2,7 @@
 
 
 import json
+import os
 import time
 
 import dagster as dg
@@ -31,7 +32,7 @@ def encode_cursor(pos: tuple[int, str]) -> str:
 
 @dg.sensor(
     job=ingest_batch_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=int(os.environ.get("AISG_SENSOR_INTERVAL_SECONDS", "30")),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Watches the landing zone. New uploads (by mtime, past the cursor) become ingest "
@@ -47,25 +48,24 @@ def landing_zone_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     from ...governance.landing import plan_batches
 
-    scan = plan_batches(
-        landing.landing, decode_cursor(context.cursor), now_ns=time.time_ns(), settle_seconds=landing.settle_seconds
-    )
-    if not scan.batches:
-        return dg.SkipReason(f"no new uploads ({scan.deferred} waiting for their sidecar)")
     led = ledger.get_ledger()
+    scan = plan_batches(
+        landing.landing, decode_cursor(context.cursor), now_ns=time.time_ns(), settle_seconds=landing.settle_seconds,
+        already_batched=led.already_batched,
+    )
+    if not scan.batches and not scan.existing_batches:
+        return dg.SkipReason(f"no new uploads ({scan.deferred} waiting for their sidecar)")
     for batch_id, files in scan.batches.items():
-        led.record_batch(batch_id, files)  # idempotent; the run reads its manifest from here
+        led.record_batch(batch_id, files, scan.mtimes_ns)  # idempotent; the run reads its manifest from here
+    batches = sorted(set(scan.batches) | scan.existing_batches)
     # Partition keys are added here, not through SensorResult.dynamic_partitions_requests:
     # run requests are validated against the instance before those requests are applied.
     # Adding a key is idempotent, and a key left by a failed tick is re-used by the next.
-    context.instance.add_dynamic_partitions(ingest_batches.name, sorted(scan.batches))
+    context.instance.add_dynamic_partitions(ingest_batches.name, batches)
     _ensure_active_version_key(context, led, embedding_model)
     return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(run_key=f"ingest:{b}", partition_key=b, tags={"aisg/batch": b, "aisg/files": str(len(f))})
-            for b, f in sorted(scan.batches.items())
-        ],
-        cursor=encode_cursor(scan.new_cursor),
+        run_requests=[dg.RunRequest(run_key=f"ingest:{b}", partition_key=b, tags={"aisg/batch": b}) for b in batches],
+        cursor=encode_cursor(scan.new_cursor) if scan.new_cursor else context.cursor,
     )
 
 
