@@ -1,0 +1,537 @@
+"""Blue-green reindex of every chunk under a new embed_version, its validation gate, and rollback.
+
+Plain module (no Dagster): the `reindex_all` / `rollback_embed_version` jobs, the CLI, the
+demo, the tests and the benchmark all call these functions.
+
+- Versions are declared in `embed_versions.yaml` (repo root, or $AISG_EMBED_VERSIONS_FILE)
+  or given explicitly; `VersionRegistry.register` refuses a name re-declared with another
+  meaning.
+- `reindex()` embeds every batch with `pipeline.embed_batch` (incremental by chunk_id +
+  content sha256), so a killed reindex re-run only embeds what is missing, never writes a
+  duplicate, and never touches the active version's table.
+- `validate_version()` is the gate: real GX expectations over (a) one row per batch
+  (row parity with `chunks`, every vector matching a current chunk), (b) one row per vector
+  (unique chunk_id, dims, no NaN, L2 norm ~ 1) and (c) a retrieval sample (each sampled chunk,
+  re-encoded by the version's model, finds itself as exact top-1 >= 99%). It streams the
+  vectors in record batches, so memory stays bounded whatever the table size.
+- Activation is `VersionRegistry.activate`: one ledger transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .ids import VERSION_NAME_RE, require
+from .ledger import Ledger
+from .store import CHUNKS, LanceStore
+from .versions import EmbedVersion, EmbedVersionSpec, VersionConflict, VersionRegistry
+
+log = logging.getLogger(__name__)
+
+VERSIONS_FILE_ENV = "AISG_EMBED_VERSIONS_FILE"
+BUNDLED = "bundled"  # model_path value meaning the bundled all-MiniLM-L6-v2
+SPEC_FIELDS = ("model_path", "max_seq_length", "normalize", "chunk_size", "chunk_overlap")
+MIN_SELF_TOP1 = 0.99
+
+
+class ValidationFailed(RuntimeError):
+    """The validation gate refused activation; `report.reasons` says why."""
+
+    def __init__(self, version: str, report: "ValidationReport"):
+        self.version = version
+        self.report = report
+        super().__init__(f"embed_version {version!r} failed validation, not activated: " + "; ".join(report.reasons))
+
+
+# -- version declarations ------------------------------------------------------------------
+def versions_file() -> Path:
+    """$AISG_EMBED_VERSIONS_FILE, else `embed_versions.yaml` at the repo root (or cwd)."""
+    env = os.environ.get(VERSIONS_FILE_ENV)
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "embed_versions.yaml").exists():
+        return checkout / "embed_versions.yaml"
+    return Path.cwd() / "embed_versions.yaml"
+
+
+def _resolve_model_path(value: str | None, base: Path | None) -> str:
+    from ..settings import bundled_model_path
+
+    if not value or value == BUNDLED:
+        return bundled_model_path()
+    p = Path(os.path.expanduser(value))
+    if not p.is_absolute() and base is not None:
+        p = base / p
+    return str(p)
+
+
+def load_version_specs(path: Path | None = None) -> dict[str, EmbedVersionSpec]:
+    """Parse the versions file: `versions: {name: {model_path, max_seq_length, ...}}`."""
+    import yaml
+
+    path = Path(path) if path else versions_file()
+    if not path.exists():
+        return {}
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = doc.get("versions") or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: `versions` must be a mapping of name -> parameters")
+    out: dict[str, EmbedVersionSpec] = {}
+    for name, params in raw.items():
+        params = dict(params or {})
+        unknown = set(params) - set(SPEC_FIELDS) - {"description"}
+        if unknown:
+            raise ValueError(f"{path}: version {name!r} has unknown keys {sorted(unknown)}; allowed: {list(SPEC_FIELDS)}")
+        params.pop("description", None)
+        params["model_path"] = _resolve_model_path(params.get("model_path"), path.parent)
+        out[str(name)] = EmbedVersionSpec(name=str(name), **params)
+    return out
+
+
+def resolve_spec(name: str, overrides: dict[str, Any] | None = None, *, path: Path | None = None, registry: VersionRegistry | None = None) -> EmbedVersionSpec:
+    """The spec for `name`: the versions file, else the registry, else defaults; then explicit overrides.
+
+    Overrides that are None/"" are ignored. A name neither declared nor registered needs at
+    least one override (otherwise it would silently be a copy of the defaults).
+    """
+    require(VERSION_NAME_RE, name, "embed_version name")
+    overrides = {k: v for k, v in (overrides or {}).items() if v not in (None, "") and k in SPEC_FIELDS}
+    if "model_path" in overrides:
+        overrides["model_path"] = _resolve_model_path(overrides["model_path"], None)
+    declared = load_version_specs(path).get(name)
+    base = declared
+    if base is None and registry is not None:
+        existing = registry.get(name)
+        base = existing.spec if existing else None
+    if base is None:
+        if not overrides:
+            raise KeyError(
+                f"embed_version {name!r} is not declared in {path or versions_file()} and not registered; "
+                "declare it there or pass its parameters (model_path, max_seq_length, ...)"
+            )
+        base = EmbedVersionSpec(name=name, model_path=_resolve_model_path(None, None))
+    return replace(base, **overrides)
+
+
+def register_version(registry: VersionRegistry, spec: EmbedVersionSpec, on_registered: Callable[[str], None] | None = None) -> tuple[EmbedVersion, bool]:
+    """Register (or confirm) a version; `on_registered(name)` adds its Dagster partition key."""
+    version, created = registry.register(spec)
+    if on_registered is not None:
+        on_registered(version.name)
+    return version, created
+
+
+# -- the validation gate -------------------------------------------------------------------
+@dataclass
+class ValidationReport:
+    version: str
+    batches: int = 0
+    chunks: int = 0
+    vectors: int = 0
+    sample_size: int = 0
+    self_top1: float = 1.0
+    reasons: list[str] = field(default_factory=list)
+    expectations: list[dict] = field(default_factory=list)  # title, success, unexpected, sample ids
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    def summary_markdown(self) -> str:
+        lines = ["| expectation | result | unexpected | sample failing ids |", "|---|---|---|---|"]
+        for e in self.expectations:
+            lines.append(f"| {e['title']} | {'pass' if e['success'] else 'FAIL'} | {e['unexpected']} | {', '.join(e['failing_ids'][:5])} |")
+        return "\n".join(lines)
+
+
+def _chunk_index(store: LanceStore) -> pa.Table:
+    return store.scan(CHUNKS, ["chunk_id", "batch_id", "content_sha256"])
+
+
+def _key(t) -> pa.Array:
+    return pc.binary_join_element_wise(t["chunk_id"], t["content_sha256"], ":")
+
+
+def _vectors(rb, dims: int) -> np.ndarray:
+    col = rb.column(rb.schema.get_field_index("vector"))
+    flat = col.flatten() if hasattr(col, "flatten") else col.values
+    return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(rb), dims)
+
+
+def validate_version(
+    store: LanceStore,
+    version: EmbedVersion,
+    *,
+    sample_size: int = 100,
+    seed: int = 0,
+    norm_tolerance: float = 1e-3,
+    min_self_top1: float = MIN_SELF_TOP1,
+    scan_rows: int = 16384,
+) -> ValidationReport:
+    """Run the gate's GX checks on one version's table; `report.reasons` empty means pass."""
+    import pandas as pd
+
+    from .embedding import encode
+    from .quality import Expect, validate
+
+    t0 = time.perf_counter()
+    rep = ValidationReport(version.name)
+    chunks = _chunk_index(store)
+    rep.chunks = chunks.num_rows
+    if not store.has_table(version.table):
+        if chunks.num_rows:
+            rep.reasons.append(f"table {version.table} does not exist but there are {chunks.num_rows} chunks")
+        rep.seconds = time.perf_counter() - t0
+        return rep
+    want = _key(chunks)
+
+    # Retrieval sample: chunks re-encoded with this version's model, searched against the whole table.
+    n = chunks.num_rows
+    idx = sorted(random.Random(seed).sample(range(n), min(sample_size, n)))
+    sample = chunks.take(pa.array(idx, pa.int64())) if idx else chunks.slice(0, 0)
+    if idx:
+        from .ids import in_filter
+
+        ids = sample["chunk_id"].to_pylist()
+        texts = {r["chunk_id"]: r["text"] for r in store.scan(CHUNKS, ["chunk_id", "text"], filter=in_filter("chunk_id", ids)).to_pylist()}
+        queries = encode(version.model, [texts[i] for i in ids])
+        if queries.shape[1] != version.dims:
+            rep.reasons.append(f"model now produces {queries.shape[1]} dims, version declares {version.dims}")
+            queries = np.zeros((len(ids), version.dims), np.float32)
+    else:
+        queries = np.zeros((0, version.dims), np.float32)
+    q_sha = sample["content_sha256"].to_pylist()
+    best = np.full(len(idx), -np.inf, np.float32)
+    best_sha: list[str | None] = [None] * len(idx)
+    if not version.normalize and len(idx):
+        qn = (queries * queries).sum(axis=1)
+
+    # One streaming pass over the vectors: per-row stats for GX, running top-1 for the sample.
+    parts: list[pd.DataFrame] = []
+    table_dims = store.open(version.table).schema.field("vector").type.list_size
+    for rb in store.scan_batches(version.table, ["chunk_id", "batch_id", "content_sha256", "vector"], batch_size=scan_rows):
+        if len(rb) == 0:
+            continue
+        vecs = _vectors(rb, table_dims)
+        nan = np.isnan(vecs).any(axis=1)
+        clean = np.where(nan[:, None], 0.0, vecs)
+        norms = np.where(nan, -1.0, np.linalg.norm(clean, axis=1))
+        t = pa.Table.from_batches([rb]).select(["chunk_id", "batch_id", "content_sha256"])
+        current = pc.is_in(_key(t), value_set=want).to_numpy(zero_copy_only=False)
+        parts.append(pd.DataFrame({"chunk_id": t["chunk_id"].to_numpy(zero_copy_only=False), "batch_id": t["batch_id"].to_numpy(zero_copy_only=False),
+                                   "has_nan": nan, "norm": norms, "current": current}))
+        if len(idx) and table_dims == queries.shape[1]:
+            if version.normalize:
+                sims = queries @ clean.T
+            else:  # nearest by L2: maximise -(|q|^2 - 2 q.v + |v|^2)
+                sims = -(qn[:, None] - 2 * (queries @ clean.T) + (clean * clean).sum(axis=1)[None, :])
+            sims[:, nan] = -np.inf
+            arg = sims.argmax(axis=1)
+            top = sims[np.arange(len(idx)), arg]
+            shas = t["content_sha256"].to_pylist()
+            for i in np.nonzero(top > best)[0]:
+                best[i] = top[i]
+                best_sha[i] = shas[arg[i]]
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"chunk_id": [], "batch_id": [], "has_nan": [], "norm": [], "current": []})
+    rows["dims"] = table_dims
+    rep.vectors = len(rows)
+
+    # Row parity per batch: vectors and vectors matching the batch's current chunks.
+    want_batches = pd.Series(chunks["batch_id"].to_numpy(zero_copy_only=False)).value_counts()
+    have = rows.groupby("batch_id").size() if len(rows) else pd.Series(dtype="int64")
+    matched = rows[rows["current"]].groupby("batch_id").size() if len(rows) else pd.Series(dtype="int64")
+    all_batches = sorted(set(want_batches.index) | set(have.index))
+    per_batch = pd.DataFrame(
+        {
+            "batch_id": all_batches,
+            "chunks": [int(want_batches.get(b, 0)) for b in all_batches],
+            "vectors": [int(have.get(b, 0)) for b in all_batches],
+            "matched": [int(matched.get(b, 0)) for b in all_batches],
+        }
+    )
+    rep.batches = len(all_batches)
+
+    hits = [best_sha[i] is not None and best_sha[i] == q_sha[i] for i in range(len(idx))]
+    rep.sample_size = len(idx)
+    rep.self_top1 = float(np.mean(hits)) if hits else 1.0
+    retrieval = pd.DataFrame({"chunk_id": sample["chunk_id"].to_pylist(), "self_top1": [1.0 if h else 0.0 for h in hits]})
+
+    checks: list[tuple[pd.DataFrame, list[Expect], str]] = []
+    if len(per_batch):
+        checks.append((per_batch, [
+            Expect("ExpectColumnPairValuesToBeEqual", {"column_A": "chunks", "column_B": "vectors"}, "row parity with chunks per batch"),
+            Expect("ExpectColumnPairValuesToBeEqual", {"column_A": "chunks", "column_B": "matched"}, "every chunk of the batch has its current vector"),
+        ], "batch_id"))
+    if len(rows):
+        row_expect = [
+            Expect("ExpectColumnValuesToBeUnique", {"column": "chunk_id"}, "no duplicate chunk_id"),
+            Expect("ExpectColumnValuesToBeInSet", {"column": "dims", "value_set": [version.dims]}, f"dims = {version.dims}"),
+            Expect("ExpectColumnValuesToBeInSet", {"column": "has_nan", "value_set": [False]}, "no NaN"),
+        ]
+        if version.normalize:
+            row_expect.append(Expect("ExpectColumnValuesToBeBetween", {"column": "norm", "min_value": 1 - norm_tolerance, "max_value": 1 + norm_tolerance}, "L2 norm ≈ 1"))
+        checks.append((rows.drop(columns=["batch_id", "current"]), row_expect, "chunk_id"))
+    if len(retrieval):
+        checks.append((retrieval, [
+            Expect("ExpectColumnMeanToBeBetween", {"column": "self_top1", "min_value": min_self_top1, "max_value": 1.0},
+                   f"retrieval sanity: sampled chunks find themselves as top-1 >= {min_self_top1:.0%}"),
+        ], "chunk_id"))
+    for df, expectations, id_col in checks:
+        result = validate(df, expectations, id_col)
+        for o in result.outcomes:
+            failing = o.failing_ids
+            if o.title.startswith("retrieval") and not o.success:
+                failing = sorted(retrieval.loc[retrieval["self_top1"] < 1, "chunk_id"].tolist())
+            rep.expectations.append({"title": o.title, "success": o.success, "unexpected": o.unexpected_count, "failing_ids": failing[:20]})
+            if not o.success:
+                if o.title.startswith("retrieval"):
+                    detail = f"{rep.self_top1:.1%} of {rep.sample_size} sampled chunks found themselves as top-1"
+                elif id_col == "batch_id":
+                    bad = per_batch[per_batch["batch_id"].isin(failing)]
+                    detail = ", ".join(f"batch {r.batch_id}: {r.chunks} chunks, {r.vectors} vectors, {r.matched} current" for r in bad.head(5).itertuples())
+                else:
+                    detail = f"{o.unexpected_count or len(failing)} rows, e.g. {', '.join(failing[:3])}"
+                rep.reasons.append(f"{o.title} FAILED ({detail})")
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
+# -- reindex -------------------------------------------------------------------------------
+@dataclass
+class BatchProgress:
+    index: int  # 1-based
+    batches: int
+    batch_id: str
+    chunks: int
+    embedded: int
+    skipped: int
+    stale_removed: int
+    seconds: float
+    done_chunks: int  # chunks processed so far (embedded or already present)
+    total_chunks: int
+    embedded_so_far: int
+    elapsed: float
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.embedded_so_far / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float:
+        rate = self.chunks_per_second
+        left = self.total_chunks - self.done_chunks
+        return left / rate if rate > 0 and left > 0 else 0.0
+
+    def line(self) -> str:
+        return (
+            f"[{self.index}/{self.batches}] batch {self.batch_id}: {self.chunks} chunks, {self.embedded} embedded, "
+            f"{self.skipped} already present, {self.stale_removed} stale removed | overall {self.done_chunks}/{self.total_chunks} chunks, "
+            f"{self.chunks_per_second:.1f} chunks/s, ETA {self.eta_seconds:.0f}s"
+        )
+
+
+@dataclass
+class ReindexResult:
+    version: str
+    previous_active: str | None
+    status: str  # the version's status at the end
+    activated: bool
+    batches: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    skipped: int = 0
+    stale_removed: int = 0
+    embed_seconds: float = 0.0
+    encode_seconds: float = 0.0
+    validate_seconds: float = 0.0
+    seconds: float = 0.0
+    validation: ValidationReport | None = None
+    per_batch: list[dict] = field(default_factory=list)
+
+    @property
+    def embedded_per_second(self) -> float:
+        return self.embedded / self.embed_seconds if self.embed_seconds > 0 else 0.0
+
+    @property
+    def chunks_per_second_total(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["embedded_per_second"] = round(self.embedded_per_second, 2)
+        return d
+
+    def summary_markdown(self) -> str:
+        head = (
+            f"**{self.version}**: {self.batches} batches, {self.chunks} chunks, {self.embedded} embedded now, "
+            f"{self.skipped} already present, {self.stale_removed} stale removed; "
+            f"{self.embedded_per_second:.1f} chunks/s embedding, {self.seconds:.1f}s total. "
+            f"Status **{self.status}**" + (f" (was active: {self.previous_active})" if self.activated else "") + "."
+        )
+        if self.validation is not None:
+            head += "\n\n**Validation gate**\n\n" + self.validation.summary_markdown()
+            if self.validation.reasons:
+                head += "\n\n**Activation refused**: " + "; ".join(self.validation.reasons)
+        return head
+
+
+def _batch_counts(store: LanceStore) -> dict[str, int]:
+    t = store.scan(CHUNKS, ["batch_id"])
+    if t.num_rows == 0:
+        return {}
+    vc = pc.value_counts(t["batch_id"])
+    return dict(sorted(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
+
+
+def reindex(
+    store: LanceStore,
+    ledger: Ledger,
+    spec: EmbedVersionSpec | str,
+    *,
+    activate: bool = True,
+    batch_size: int = 32,
+    write_rows: int = 1024,
+    sample_size: int = 100,
+    on_registered: Callable[[str], None] | None = None,
+    on_batch: Callable[[BatchProgress, Any], None] | None = None,
+    embed_progress: Callable[[int, int, float], None] | None = None,
+) -> ReindexResult:
+    """Register/check, embed every batch, validate, and activate in one ledger transaction.
+
+    Resumable: each batch is embedded incrementally (chunk_id + content sha256), so a re-run
+    after a kill embeds only what is missing and writes no duplicate; the active version is
+    only touched by the final `activate`. Raises ValidationFailed (version left `building`)
+    when the gate refuses.
+    """
+    from .pipeline import embed_batch
+
+    t0 = time.perf_counter()
+    registry = VersionRegistry(ledger)
+    if isinstance(spec, str):
+        version = registry.require(spec)
+        if on_registered:
+            on_registered(version.name)
+    else:
+        version, _ = register_version(registry, spec, on_registered)
+    active = registry.active()
+    is_active = active is not None and active.name == version.name
+    if active is not None and not is_active and (active.chunk_size, active.chunk_overlap) != (version.chunk_size, version.chunk_overlap):
+        raise VersionConflict(
+            f"embed_version {version.name!r} declares chunker ({version.chunk_size}, {version.chunk_overlap}) but the stored chunks "
+            f"were cut with the active version's ({active.chunk_size}, {active.chunk_overlap}); chunks are shared by all versions, "
+            "so a version must keep the active chunker parameters (vary the model or its configuration instead)"
+        )
+    if not is_active:
+        version = registry.transition(version.name, "building")
+    out = ReindexResult(version.name, active.name if active else None, version.status, False)
+
+    counts = _batch_counts(store)
+    total = sum(counts.values())
+    done_batches: set[str] = set()
+    t_embed = time.perf_counter()
+    # A second pass picks up batches ingested while the first pass ran.
+    for _ in range(3):
+        todo = [b for b in counts if b not in done_batches]
+        if not todo:
+            break
+        for batch_id in todo:
+            r = embed_batch(store, version, batch_id, batch_size=batch_size, write_rows=write_rows, progress=embed_progress)
+            done_batches.add(batch_id)
+            out.batches += 1
+            out.chunks += r.chunks
+            out.embedded += r.embedded
+            out.skipped += r.skipped
+            out.stale_removed += r.stale_removed
+            out.encode_seconds += r.encode_seconds
+            out.per_batch.append({"batch_id": batch_id, "chunks": r.chunks, "embedded": r.embedded, "skipped": r.skipped, "stale_removed": r.stale_removed, "seconds": round(r.seconds, 3)})
+            if on_batch is not None:
+                elapsed = time.perf_counter() - t_embed
+                on_batch(BatchProgress(out.batches, max(len(counts), out.batches), batch_id, r.chunks, r.embedded, r.skipped, r.stale_removed,
+                                       r.seconds, out.chunks, max(total, out.chunks), out.embedded, elapsed), r)
+        counts = _batch_counts(store)
+        total = sum(counts.values())
+    # Vectors of batches that no longer have chunks (e.g. erased) are stale too.
+    gone = [b for b in store.scan(version.table, ["batch_id"])["batch_id"].unique().to_pylist() if b not in counts] if store.has_table(version.table) else []
+    for b in gone:
+        out.stale_removed += store.delete_ids(version.table, "chunk_id", store.batch_rows(version.table, b, ["chunk_id"])["chunk_id"].to_pylist())
+    out.embed_seconds = time.perf_counter() - t_embed
+
+    version = registry.require(version.name)
+    rep = validate_version(store, version, sample_size=sample_size)
+    out.validation = rep
+    out.validate_seconds = rep.seconds
+    if not rep.passed:
+        out.status = version.status
+        out.seconds = time.perf_counter() - t0
+        ledger.append_event("embed_version.validation_failed", {"name": version.name, "reasons": rep.reasons[:10], "chunks": rep.chunks, "vectors": rep.vectors})
+        raise ValidationFailed(version.name, rep)
+    if not is_active:
+        version = registry.transition(version.name, "validated")
+        if activate:
+            version = registry.activate(version.name, reason="activate")
+            out.activated = True
+    out.status = version.status
+    out.seconds = time.perf_counter() - t0
+    ledger.append_event(
+        "embed_version.reindex",
+        {
+            "name": version.name, "previous": out.previous_active, "activated": out.activated, "batches": out.batches, "chunks": out.chunks,
+            "embedded": out.embedded, "skipped": out.skipped, "stale_removed": out.stale_removed, "seconds": round(out.seconds, 3),
+            "chunks_per_second": round(out.embedded_per_second, 2), "self_top1": rep.self_top1, "sample_size": rep.sample_size,
+        },
+    )
+    return out
+
+
+@dataclass
+class RollbackResult:
+    version: str  # re-activated
+    previous: str | None  # the version that was active
+    embedded: int  # catch-up vectors for chunks ingested after the switch
+    validation: ValidationReport | None = None
+
+    def summary_markdown(self) -> str:
+        s = f"Re-activated **{self.version}** (was **{self.previous}**); {self.embedded} chunks embedded to catch up."
+        if self.validation is not None:
+            s += "\n\n" + self.validation.summary_markdown()
+        return s
+
+
+def rollback(store: LanceStore, ledger: Ledger, to_version: str | None = None, *, batch_size: int = 32, sample_size: int = 100) -> RollbackResult:
+    """Re-activate the previous (or named) version, whose vectors were kept.
+
+    Chunks ingested after the switch were embedded only under the newer version, so the
+    target is caught up incrementally (usually nothing) and passes the same gate first.
+    """
+    from .pipeline import embed_batch
+
+    registry = VersionRegistry(ledger)
+    current = registry.active()
+    target = registry.require(to_version) if to_version else registry.previous_active()
+    if target is None:
+        raise VersionConflict("no previous embed_version to roll back to")
+    if current is not None and target.name == current.name:
+        return RollbackResult(target.name, current.name, 0)
+    if target.status not in ("retired", "validated"):
+        raise VersionConflict(f"embed_version {target.name!r} is {target.status}; only a retired or validated version can be re-activated")
+    embedded = 0
+    for batch_id in _batch_counts(store):
+        embedded += embed_batch(store, target, batch_id, batch_size=batch_size).embedded
+    rep = validate_version(store, target, sample_size=sample_size)
+    if not rep.passed:
+        raise ValidationFailed(target.name, rep)
+    registry.activate(target.name, reason="rollback")
+    return RollbackResult(target.name, current.name if current else None, embedded, rep)
