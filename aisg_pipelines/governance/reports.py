@@ -1,0 +1,848 @@
+"""Compliance reports: the figures for one period (a week or a month), collected in one place.
+
+Plain module (no Dagster): `collect_report` reads the governance ledger (audit events and the
+erasure_requests table), the LanceDB store and the file system, plus optional asset-check
+results passed in as plain data; `build_report` also renders the exports (HTML, PDF, CSV per
+section, summary.json) through `report_render`, and `write_prometheus_textfile` writes the key
+gauges for a Prometheus node-exporter textfile collector.
+
+Everything a report shows is a count, a duration, a salted subject hash, a request or
+certificate id, or a path: never a subject id, document text or any other personal data.
+
+Periods are calendar periods in the report timezone (AISG_REPORT_TIMEZONE, default
+Asia/Seoul): ISO weeks Monday 00:00 to Monday 00:00 ("2026-W47") and months ("2026-11").
+Ledger timestamps are UTC; the period is converted to UTC before querying, and an event
+belongs to a period when start <= occurred_at < end.
+
+Sections whose source does not exist yet (a table another area has not created, a module
+that is not installed) are reported as `available: false` with a reason, and count as zero.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from .ledger import Ledger, iso
+
+DEFAULT_TIMEZONE = "Asia/Seoul"
+ERASURE_DEADLINE_DAYS = 30
+SCHEMA_VERSION = 1
+
+# Used only when governance/retention.py has no policy loader (days; audit ledger 7 years).
+DEFAULT_RETENTION_DAYS: dict[str, int] = {
+    "user_content": 180,
+    "system_logs": 90,
+    "metrics": 30,
+    "audit_ledger": 7 * 365,
+    "retired_embed_versions": 30,
+}
+RETENTION_CATEGORIES = tuple(DEFAULT_RETENTION_DAYS)
+CATEGORY_LABELS = {
+    "user_content": "User content",
+    "system_logs": "System logs",
+    "metrics": "Metrics",
+    "audit_ledger": "Audit ledger",
+    "retired_embed_versions": "Retired embed_versions",
+}
+EMBED_CHANGE_ACTIONS = ("embed_version.activate", "embed_version.rollback", "embed_version.bootstrap")
+OPEN_STATUSES = ("received", "in_progress", "verified")
+
+WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
+MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def report_timezone() -> str:
+    return os.environ.get("AISG_REPORT_TIMEZONE") or DEFAULT_TIMEZONE
+
+
+def prometheus_textfile_path(exports_dir: Path) -> Path:
+    raw = os.environ.get("AISG_PROMETHEUS_TEXTFILE")
+    return Path(raw) if raw else Path(exports_dir) / "metrics" / "aisg_governance.prom"
+
+
+# -- periods ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Period:
+    """A half-open calendar period [start, end) in `tz`; `label` names its export directory."""
+
+    kind: str  # "week" | "month"
+    label: str  # "2026-W47" | "2026-11"
+    start: datetime  # aware, in tz
+    end: datetime
+    tz: str
+
+    @property
+    def start_utc(self) -> str:
+        return iso(self.start)
+
+    @property
+    def end_utc(self) -> str:
+        return iso(self.end)
+
+    def contains(self, ts: str | datetime | None) -> bool:
+        if ts is None:
+            return False
+        dt = parse_ts(ts)
+        return self.start <= dt < self.end
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "kind": self.kind, "label": self.label, "timezone": self.tz,
+            "start": self.start.isoformat(), "end": self.end.isoformat(),
+            "start_utc": self.start_utc, "end_utc": self.end_utc,
+        }
+
+
+def week_period(label: str, tz: str | None = None) -> Period:
+    m = WEEK_RE.fullmatch(label or "")
+    if not m:
+        raise ValueError(f"week {label!r} is not valid: use ISO week form YYYY-Www, e.g. 2026-W47")
+    tzname = tz or report_timezone()
+    try:
+        monday = date.fromisocalendar(int(m.group(1)), int(m.group(2)), 1)
+    except ValueError as exc:
+        raise ValueError(f"week {label!r} does not exist: {exc}") from None
+    start = datetime.combine(monday, datetime.min.time(), ZoneInfo(tzname))
+    return Period("week", label, start, _add_days(start, 7), tzname)
+
+
+def month_period(label: str, tz: str | None = None) -> Period:
+    m = MONTH_RE.fullmatch(label or "")
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        raise ValueError(f"month {label!r} is not valid: use YYYY-MM, e.g. 2026-11")
+    tzname = tz or report_timezone()
+    y, mo = int(m.group(1)), int(m.group(2))
+    start = datetime(y, mo, 1, tzinfo=ZoneInfo(tzname))
+    end = datetime(y + (mo == 12), 1 if mo == 12 else mo + 1, 1, tzinfo=ZoneInfo(tzname))
+    return Period("month", label, start, end, tzname)
+
+
+def week_containing(moment: datetime, tz: str | None = None) -> Period:
+    tzname = tz or report_timezone()
+    y, w, _ = moment.astimezone(ZoneInfo(tzname)).isocalendar()
+    return week_period(f"{y}-W{w:02d}", tzname)
+
+
+def month_containing(moment: datetime, tz: str | None = None) -> Period:
+    local = moment.astimezone(ZoneInfo(tz or report_timezone()))
+    return month_period(f"{local.year}-{local.month:02d}", tz)
+
+
+def period_for_partition(kind: str, partition_key: str, tz: str | None = None) -> Period:
+    """Dagster time partition keys ("2026-11-16" week start / "2026-11-01" month start)."""
+    d = date.fromisoformat(partition_key[:10])
+    if kind == "week":
+        y, w, _ = d.isocalendar()
+        return week_period(f"{y}-W{w:02d}", tz)
+    return month_period(f"{d.year}-{d.month:02d}", tz)
+
+
+def _add_days(start: datetime, days: int) -> datetime:
+    # wall-clock arithmetic in the zone (DST-safe): same local time `days` later
+    local = start.replace(tzinfo=None) + timedelta(days=days)
+    return local.replace(tzinfo=start.tzinfo)
+
+
+def parse_ts(ts: str | datetime) -> datetime:
+    dt = ts if isinstance(ts, datetime) else datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _by_time(events):
+    """Ledger events in time order (seq order, except for events recorded with a past occurred_at)."""
+    return sorted(events, key=lambda e: (e.occurred_at, e.seq))
+
+
+def _days(delta: timedelta) -> float:
+    return round(delta.total_seconds() / 86400, 2)
+
+
+# -- the report ---------------------------------------------------------------------------
+@dataclass
+class ReportResult:
+    period: Period
+    summary: dict[str, Any]
+    out_dir: Path | None = None
+    paths: dict[str, Path] = field(default_factory=dict)
+    prometheus_path: Path | None = None
+
+    @property
+    def key_figures(self) -> dict[str, Any]:
+        return self.summary["key_figures"]
+
+
+def collect_report(
+    settings,
+    period: Period,
+    *,
+    now: datetime | None = None,
+    check_results: list[dict[str, Any]] | None = None,
+    ledger: Ledger | None = None,
+    store=None,
+) -> dict[str, Any]:
+    """All figures for `period`, as a JSON-serialisable dict (what summary.json holds).
+
+    `check_results` are asset-check executions as plain dicts
+    {"asset": str, "check": str, "passed": bool, "occurred_at": ISO str}; None means the
+    caller had no Dagster instance to read them from ("not available").
+    """
+    from .store import LanceStore
+
+    now = now or datetime.now(timezone.utc)
+    ledger = ledger or Ledger(settings.ledger_url)
+    store = store or LanceStore(settings.lancedb_uri, settings.lancedb_storage_options or None)
+    events = _by_time(ledger.events(since=period.start_utc, until=period.end_utc))
+    as_of = min(now, period.end)  # "open" ages and live checks are measured at this moment
+
+    summary: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "title": f"AISG compliance report {period.label}",
+        "period": period.as_dict(),
+        "generated_at": iso(now),
+        "as_of": iso(as_of),
+    }
+    summary["retention"] = _retention(settings, ledger, store, period, events, now)
+    summary["erasure"] = _erasure(ledger, period, events, as_of, settings)
+    summary["pii"] = _pii(events)
+    summary["orphans"] = _orphans(ledger, period, events)
+    summary["embeddings"] = _embeddings(ledger, store, period, events)
+    summary["data_quality"] = _data_quality(check_results, period)
+    summary["ledger"] = _ledger_integrity(ledger, events)
+    summary["storage"] = _storage(settings, store)
+    summary["key_figures"] = _key_figures(summary)
+    summary["findings"] = _findings(summary)
+    summary["within_policy"] = not summary["findings"]
+    summary["notes"] = [
+        f"{name}: {summary[name].get('reason')}" for name in ("erasure", "orphans", "data_quality")
+        if not summary[name].get("available")
+    ] + ([f"erasure certificates: {summary['erasure']['verifier']}"]
+         if summary["erasure"].get("available") and summary["erasure"].get("verifier") != "governance.certificates" else [])
+    return summary
+
+
+def build_report(
+    settings,
+    period: Period,
+    *,
+    now: datetime | None = None,
+    check_results: list[dict[str, Any]] | None = None,
+    exports_dir: Path | None = None,
+    write_prometheus: bool = True,
+) -> ReportResult:
+    """Collect and write every export to `<exports_dir>/compliance/<period>/` (idempotent:
+    files are written to temporary names and renamed, so a re-run replaces them whole)."""
+    from .report_render import write_exports
+
+    now = now or datetime.now(timezone.utc)
+    ledger = Ledger(settings.ledger_url)
+    summary = collect_report(settings, period, now=now, check_results=check_results, ledger=ledger)
+    base = Path(exports_dir or settings.exports_dir)
+    out_dir = base / "compliance" / period.label
+    paths = write_exports(summary, out_dir)
+    result = ReportResult(period=period, summary=summary, out_dir=out_dir, paths=paths)
+    if write_prometheus:
+        result.prometheus_path = write_prometheus_textfile(settings, now=now, ledger=ledger, exports_dir=base)
+    ledger.append_event(
+        "report.exported",
+        {"period": period.label, "kind": period.kind, "files": sorted(p.name for p in paths.values()),
+         "within_policy": summary["within_policy"], "findings": len(summary["findings"])},
+    )
+    return result
+
+
+# -- retention ----------------------------------------------------------------------------
+def retention_policy() -> tuple[dict[str, float], str]:
+    """Retention days per category: governance.retention's validated policy file, else the defaults."""
+    try:
+        from .retention import load_policies
+    except Exception:  # noqa: BLE001 - the retention area is optional here
+        return dict(DEFAULT_RETENTION_DAYS), "defaults (governance.retention not available)"
+    try:
+        pol = load_policies()
+    except Exception as exc:  # noqa: BLE001 - an invalid policy file is itself a finding
+        return dict(DEFAULT_RETENTION_DAYS), f"defaults (policy file could not be loaded: {type(exc).__name__})"
+    return {**DEFAULT_RETENTION_DAYS, **{c: p.days for c, p in pol.policies.items()}}, str(pol.source)
+
+
+def _policy_text(days: float) -> str:
+    if days >= 365 and days % 365 in (0, 1, 2):  # 7 years = 2555..2557 days depending on leap days
+        return f"{int(days // 365)} years ({days:g} days)"
+    return f"{days:g} days"
+
+
+def live_retention(settings, now: datetime) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """What a retention dry run finds right now, per category ({} and a reason when unavailable)."""
+    try:
+        from .retention import overdue_report
+    except Exception:  # noqa: BLE001
+        return {}, "governance.retention not available"
+    out: dict[str, dict[str, Any]] = {}
+    for cat in RETENTION_CATEGORIES:
+        try:
+            r = overdue_report(settings, cat, now=now)
+        except Exception as exc:  # noqa: BLE001 - one category failing must not hide the others
+            out[cat] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            continue
+        out[cat] = {"expired": int(r.expired), "held": int(r.held), "overdue": int(max(r.overdue, 0)),
+                    "oldest_remaining_age_days": r.oldest_remaining_age_days, "unit": r.unit}
+    return out, None
+
+
+def _retention(settings, ledger: Ledger, store, period: Period, events, now: datetime) -> dict[str, Any]:
+    policy, source = retention_policy()
+    purges = [e for e in events if e.action == "retention.purge"]
+    # State at the end of a past period: the last real (not dry-run) purge at or before its end.
+    last_before_end: dict[str, Any] = {}
+    for e in _by_time(ledger.events("retention.purge", until=period.end_utc)):
+        if not e.details.get("dry_run"):
+            last_before_end[str(e.details.get("category"))] = e
+    # For the period that contains `now`, what remains is measured now (a retention dry run).
+    live, live_reason = live_retention(settings, now) if period.contains(now) else ({}, None)
+    per_cat: dict[str, dict[str, Any]] = {}
+    by_day: Counter = Counter()
+    for e in purges:
+        d = e.details
+        if d.get("dry_run"):
+            continue
+        cat = str(d.get("category"))
+        c = per_cat.setdefault(cat, {"runs": 0, "deleted_rows": 0, "deleted_items": 0, "bytes_reclaimed": 0})
+        c["runs"] += 1
+        c["deleted_rows"] += int(d.get("deleted_rows") or 0)
+        c["deleted_items"] += int(d.get("deleted", d.get("deleted_rows")) or 0)
+        c["bytes_reclaimed"] += int(d.get("bytes_reclaimed") or 0)
+        day = parse_ts(e.occurred_at).astimezone(ZoneInfo(period.tz)).date().isoformat()
+        by_day[(day, cat)] += int(d.get("deleted_rows") or 0)
+    rows = []
+    for cat in list(RETENTION_CATEGORIES) + sorted(set(per_cat) - set(RETENTION_CATEGORIES)):
+        days = policy.get(cat)
+        c = per_cat.get(cat, {"runs": 0, "deleted_rows": 0, "deleted_items": 0, "bytes_reclaimed": 0})
+        last = last_before_end.get(cat)
+        lv = live.get(cat)
+        unit = "rows"
+        if lv is not None and "error" not in lv:
+            remaining, held = lv["expired"], lv["held"]
+            unexplained = lv["overdue"]
+            oldest = lv["oldest_remaining_age_days"]
+            unit = lv.get("unit") or unit
+            basis = f"measured {iso(now)[:16]}Z (retention dry run)"
+        elif last is not None:
+            ld = last.details
+            expired = int(ld.get("expired") or 0)
+            deleted = int(ld.get("deleted", ld.get("deleted_rows")) or 0)
+            held = int(ld.get("held") or 0)
+            remaining = max(expired - deleted, 0)
+            unexplained = max(remaining - held, 0)
+            oldest = ld.get("oldest_remaining_age_days")
+            unit = str(ld.get("unit") or unit)
+            basis = f"last purge run {last.occurred_at[:16]}Z"
+        else:
+            remaining = held = unexplained = 0
+            oldest = None
+            basis = "no purge run recorded" + (f" ({lv['error']})" if lv else "")
+        rows.append({
+            "category": cat,
+            "label": CATEGORY_LABELS.get(cat, cat),
+            "policy_days": days,
+            "policy": _policy_text(days) if days is not None else "not set",
+            "runs_in_period": c["runs"],
+            "deleted_rows": c["deleted_rows"],
+            "deleted_items": c["deleted_items"],
+            "bytes_reclaimed": c["bytes_reclaimed"],
+            "remaining_past_period": remaining,
+            "held": held,
+            "unexplained_past_period": unexplained,
+            "unit": unit,
+            "oldest_remaining_age_days": round(oldest, 2) if isinstance(oldest, (int, float)) else oldest,
+            "last_purge_at": last.occurred_at if last is not None else None,
+            "remaining_basis": basis,
+            "status": "ok" if unexplained == 0 else "PAST RETENTION",
+        })
+    return {
+        "available": True,
+        "policy_source": source,
+        "live_measurement": bool(live) and not live_reason,
+        "live_reason": live_reason,
+        "categories": rows,
+        "deleted_rows_total": sum(r["deleted_rows"] for r in rows),
+        "bytes_reclaimed_total": sum(r["bytes_reclaimed"] for r in rows),
+        "unexplained_past_period_total": sum(r["unexplained_past_period"] for r in rows),
+        "deletions_by_day": [{"date": d, "category": c, "rows": n} for (d, c), n in sorted(by_day.items())],
+    }
+
+
+# -- erasure ------------------------------------------------------------------------------
+def _reflect(ledger: Ledger, name: str) -> sa.Table | None:
+    try:
+        if not sa.inspect(ledger.engine).has_table(name):
+            return None
+        return sa.Table(name, sa.MetaData(), autoload_with=ledger.engine)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def signing_public_key_path(settings) -> Path:
+    """Where governance.secrets keeps the certificate-signing public key (never created here)."""
+    configured = os.environ.get("AISG_SIGNING_PUBLIC_KEY_FILE")
+    if configured:
+        return Path(configured)
+    key = os.environ.get("AISG_SIGNING_KEY_FILE") or str(Path(settings.secrets_dir) / "erasure_signing_key.pem")
+    return Path(key + ".pub.pem")
+
+
+def certificate_verifier(settings):
+    """callable(certificate path) -> Verification from governance/certificates.py, or None."""
+    try:
+        from .certificates import verify_file
+    except Exception:  # noqa: BLE001 - the erasure area is optional here
+        return None
+    pub = signing_public_key_path(settings)
+    return lambda path: verify_file(Path(path), pub)
+
+
+def verify_certificate(verifier, row: dict[str, Any], settings) -> str:
+    """'verified', 'INVALID: …', or why it could not be checked; re-run at every report build."""
+    if verifier is None:
+        return "verification unavailable"
+    path = row.get("certificate_path")
+    if not path:
+        return "INVALID: no certificate file recorded"
+    p = Path(path)
+    if not p.is_absolute():
+        p = next((b / p for b in (Path(settings.exports_dir), Path(settings.data_dir)) if (b / p).exists()), p)
+    try:
+        v = verifier(p)
+    except Exception as exc:  # noqa: BLE001
+        return f"INVALID: verification raised {type(exc).__name__}"
+    if v.ok and v.certificate_id not in (None, row.get("certificate_id")):
+        return "INVALID: certificate id does not match the ledger"
+    return "verified" if v.ok else (v.message.split(":", 1)[0] + ": " + v.message.split(":", 1)[-1].strip()[:160] if ":" in v.message else v.message)
+
+
+def _erasure(ledger: Ledger, period: Period, events, as_of: datetime, settings) -> dict[str, Any]:
+    table = _reflect(ledger, "erasure_requests")
+    # keyed by verb ("received", not "erasure.received": dotted names read like domain names to a URL detector)
+    event_counts = Counter(e.action.removeprefix("erasure.") for e in events if e.action.startswith("erasure."))
+    base = {
+        "deadline_days": ERASURE_DEADLINE_DAYS,
+        "events_in_period": dict(sorted(event_counts.items())),
+    }
+    if table is None:
+        return {**base, "available": False, "reason": "erasure_requests table not present in the ledger",
+                "received": 0, "certified": 0, "failed": 0, "open": 0, "overdue_open": 0,
+                "requests": [], "certificates": [],
+                "time_to_certification_days": {"count": 0, "median": None, "max": None, "over_deadline": 0}}
+    cols = set(table.c.keys())
+    with ledger.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(table))]
+    failed_at_col = next((c for c in ("failed_at", "updated_at", "completed_at") if c in cols), None)
+    verifier = certificate_verifier(settings)
+    received = certified = failed = 0
+    ttc: list[float] = []
+    requests_out: list[dict[str, Any]] = []
+    certs: list[dict[str, Any]] = []
+    open_ages: list[float] = []
+    for r in sorted(rows, key=lambda r: str(r.get("requested_at") or "")):
+        req_at = parse_ts(r["requested_at"]) if r.get("requested_at") else None
+        cert_at = parse_ts(r["certified_at"]) if r.get("certified_at") else None
+        status = str(r.get("status") or "")
+        in_recv = req_at is not None and period.start <= req_at < period.end
+        in_cert = cert_at is not None and period.start <= cert_at < period.end
+        fail_ts = r.get(failed_at_col) if failed_at_col else None
+        fail_at = parse_ts(fail_ts) if fail_ts else req_at
+        in_fail = status == "failed" and fail_at is not None and period.start <= fail_at < period.end
+        is_open = (
+            req_at is not None and req_at < period.end
+            and (cert_at is None or cert_at >= period.end)
+            and not (status == "failed" and fail_at is not None and fail_at < period.end)
+        )
+        received += in_recv
+        certified += in_cert
+        failed += in_fail
+        row: dict[str, Any] = {
+            "request_id": r.get("request_id"),
+            "subject_hash": r.get("subject_hash"),
+            "status": status,
+            "requested_at": iso(req_at) if req_at else None,
+            "certified_at": iso(cert_at) if cert_at else None,
+            "certificate_id": r.get("certificate_id"),
+            "in_period": [k for k, v in (("received", in_recv), ("certified", in_cert), ("failed", in_fail), ("open", is_open)) if v],
+            "age_days": None,
+            "days_to_certify": None,
+            "overdue": False,
+            "verification": None,
+        }
+        if is_open:
+            age = _days(as_of - req_at)
+            row["age_days"] = age
+            row["overdue"] = age > ERASURE_DEADLINE_DAYS
+            open_ages.append(age)
+        if in_cert:
+            dtc = _days(cert_at - req_at) if req_at else None
+            row["days_to_certify"] = dtc
+            row["overdue"] = dtc is not None and dtc > ERASURE_DEADLINE_DAYS
+            if dtc is not None:
+                ttc.append(dtc)
+            row["verification"] = verify_certificate(verifier, r, settings)
+            certs.append({k: row[k] for k in ("certificate_id", "request_id", "subject_hash", "certified_at", "days_to_certify", "verification")})
+        if row["in_period"]:
+            requests_out.append(row)
+    return {
+        **base,
+        "available": True,
+        "verifier": "governance.certificates" if verifier else "verification unavailable",
+        "received": received,
+        "certified": certified,
+        "failed": failed,
+        "open": len(open_ages),
+        "overdue_open": sum(1 for a in open_ages if a > ERASURE_DEADLINE_DAYS),
+        "oldest_open_age_days": max(open_ages) if open_ages else None,
+        "time_to_certification_days": {
+            "count": len(ttc),
+            "median": round(statistics.median(ttc), 2) if ttc else None,
+            "max": max(ttc) if ttc else None,
+            "over_deadline": sum(1 for d in ttc if d > ERASURE_DEADLINE_DAYS),
+        },
+        "requests": requests_out,
+        "certificates": certs,
+        "certificates_failing_verification": sum(1 for c in certs if c["verification"] != "verified"),
+    }
+
+
+# -- PII, orphans, embeddings ---------------------------------------------------------------
+def _pii(events) -> dict[str, Any]:
+    removed: Counter = Counter()
+    quarantined: Counter = Counter()
+    docs = missing = batches = 0
+    for e in events:
+        if e.action != "ingest.documents":
+            continue
+        d = e.details
+        batches += 1
+        docs += int(d.get("documents") or 0)
+        m = d.get("missing") or 0
+        missing += len(m) if isinstance(m, list) else int(m)
+        removed.update({str(k): int(v) for k, v in (d.get("pii_removed") or {}).items()})
+        quarantined.update({str(k): int(v) for k, v in (d.get("quarantined_by_reason") or {}).items()})
+    return {
+        "available": True,
+        "batches": batches,
+        "documents_ingested": docs,
+        "missing_from_landing": missing,
+        "entities_removed_by_type": dict(sorted(removed.items())),
+        "entities_removed_total": sum(removed.values()),
+        "quarantined_by_reason": dict(sorted(quarantined.items())),
+        "quarantined_total": sum(quarantined.values()),
+    }
+
+
+def _orphan_counts(details: dict[str, Any]) -> dict[str, int]:
+    src = details.get("counts") if isinstance(details.get("counts"), dict) else details
+    return {str(k): int(v) for k, v in src.items() if isinstance(v, int) and not isinstance(v, bool) and k not in ("total", "dry_run")}
+
+
+def _orphans(ledger: Ledger, period: Period, events) -> dict[str, Any]:
+    trend = [
+        {"at": e.occurred_at, "counts": _orphan_counts(e.details)}
+        for e in events if e.action == "orphans.report"
+    ]
+    cleanups = [
+        {"at": e.occurred_at, "kind": str(e.details.get("kind")), "deleted": int(e.details.get("deleted") or 0)}
+        for e in events if e.action == "orphans.cleanup" and not e.details.get("dry_run")
+    ]
+    before_end = _by_time(ledger.events("orphans.report", until=period.end_utc))
+    latest = _orphan_counts(before_end[-1].details) if before_end else {}
+    kinds = sorted({k for t in trend for k in t["counts"]} | set(latest) | {c["kind"] for c in cleanups})
+    deleted_by_kind = Counter()
+    for c in cleanups:
+        deleted_by_kind[c["kind"]] += c["deleted"]
+    return {
+        "available": bool(before_end) or bool(cleanups),
+        "reason": None if (before_end or cleanups) else "no orphans.report event recorded yet",
+        "kinds": kinds,
+        "latest_counts": {k: latest.get(k, 0) for k in kinds},
+        "latest_report_at": before_end[-1].occurred_at if before_end else None,
+        "latest_total": sum(latest.values()),
+        "reports_in_period": len(trend),
+        "trend": trend,
+        "cleanups": cleanups,
+        "deleted_by_kind": dict(sorted(deleted_by_kind.items())),
+        "deleted_total": sum(deleted_by_kind.values()),
+    }
+
+
+def _embeddings(ledger: Ledger, store, period: Period, events) -> dict[str, Any]:
+    from .versions import VersionRegistry
+
+    changes = [
+        {"at": e.occurred_at, "action": e.action.split(".", 1)[1], "name": e.details.get("name"), "previous": e.details.get("previous")}
+        for e in events if e.action in EMBED_CHANGE_ACTIONS
+    ]
+    before_end = [e for e in _by_time(ledger.events("embed_version.", until=period.end_utc)) if e.action in EMBED_CHANGE_ACTIONS]
+    active_at_end = before_end[-1].details.get("name") if before_end else None
+    try:
+        active = VersionRegistry(ledger).active()
+    except Exception:  # noqa: BLE001
+        active = None
+    active_name = active.name if active else None
+    coverage = embedding_coverage(store, active_name) if active_name else {"chunks": 0, "embedded": 0, "missing": 0, "ratio": None}
+    return {
+        "available": True,
+        "active_version": active_name,
+        "active_at_period_end": active_at_end,
+        "changes": changes,
+        "activations": sum(1 for c in changes if c["action"] in ("activate", "bootstrap")),
+        "rollbacks": sum(1 for c in changes if c["action"] == "rollback"),
+        "coverage": coverage,
+    }
+
+
+def embedding_coverage(store, version: str) -> dict[str, Any]:
+    """Share of chunk_ids in `chunks` that have a row in `embeddings_<version>` (ids only)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .store import CHUNKS, embeddings_table
+
+    table = embeddings_table(version)
+    chunk_ids = store.scan(CHUNKS, ["chunk_id"])["chunk_id"] if store.has_table(CHUNKS) else pa.array([], pa.string())
+    emb_ids = store.scan(table, ["chunk_id"])["chunk_id"] if store.has_table(table) else pa.array([], pa.string())
+    n = len(chunk_ids)
+    if n == 0:
+        return {"version": version, "chunks": 0, "embedded": 0, "missing": 0, "ratio": None}
+    present = pc.sum(pc.is_in(chunk_ids, value_set=pa.chunked_array(emb_ids).combine_chunks() if isinstance(emb_ids, pa.ChunkedArray) else emb_ids)).as_py() or 0
+    return {"version": version, "chunks": n, "embedded": int(present), "missing": n - int(present), "ratio": round(present / n, 6)}
+
+
+# -- data quality, ledger, storage ----------------------------------------------------------
+def _data_quality(check_results: list[dict[str, Any]] | None, period: Period) -> dict[str, Any]:
+    if check_results is None:
+        return {"available": False, "reason": "no Dagster instance given: asset check history not read",
+                "per_asset": [], "passed": 0, "failed": 0}
+    per: dict[str, Counter] = defaultdict(Counter)
+    per_check: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for r in check_results:
+        if r.get("occurred_at") and not period.contains(r["occurred_at"]):
+            continue
+        k = "passed" if r.get("passed") else "failed"
+        per[str(r["asset"])][k] += 1
+        per_check[(str(r["asset"]), str(r.get("check")))][k] += 1
+    rows = [{"asset": a, "passed": c["passed"], "failed": c["failed"]} for a, c in sorted(per.items())]
+    return {
+        "available": True,
+        "per_asset": rows,
+        "per_check": [{"asset": a, "check": ch, "passed": c["passed"], "failed": c["failed"]} for (a, ch), c in sorted(per_check.items())],
+        "passed": sum(r["passed"] for r in rows),
+        "failed": sum(r["failed"] for r in rows),
+    }
+
+
+def _ledger_integrity(ledger: Ledger, events) -> dict[str, Any]:
+    v = ledger.verify_chain()
+    return {
+        "available": True,
+        "chain_ok": v.ok,
+        "events_total": v.events,
+        "events_in_period": len(events),
+        "events_in_period_by_area": dict(sorted(Counter(e.action.split(".", 1)[0] for e in events).items())),
+        "head_hash": v.head_hash,
+        "problems": v.problems[:20],
+        "problem_count": len(v.problems),
+    }
+
+
+def dir_size(path: Path) -> int | None:
+    p = Path(path)
+    if not p.exists():
+        return None
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def _storage(settings, store) -> dict[str, Any]:
+    try:
+        tables = dict(sorted(store.table_sizes().items()))
+    except Exception:  # noqa: BLE001
+        tables = {}
+    dirs = {
+        "landing": dir_size(settings.landing_dir),
+        "quarantine": dir_size(settings.quarantine_dir),
+        "exports": dir_size(settings.exports_dir),
+    }
+    ledger_bytes = None
+    if settings.ledger_url.startswith("sqlite:///"):
+        lp = Path(settings.ledger_url.removeprefix("sqlite:///"))
+        ledger_bytes = lp.stat().st_size if lp.exists() else None
+    dirs["ledger (sqlite)"] = ledger_bytes
+    return {
+        "available": True,
+        "lancedb_uri_is_local": store.local_root() is not None,
+        "lancedb_tables": tables,
+        "lancedb_total_bytes": sum(tables.values()),
+        "directories": dirs,
+        "total_bytes": sum(tables.values()) + sum(v for v in dirs.values() if v),
+    }
+
+
+# -- key figures and findings ------------------------------------------------------------
+def _key_figures(s: dict[str, Any]) -> dict[str, Any]:
+    er, ret, orph, emb, dq, led = s["erasure"], s["retention"], s["orphans"], s["embeddings"], s["data_quality"], s["ledger"]
+    return {
+        "retention_deleted_rows": ret["deleted_rows_total"],
+        "retention_bytes_reclaimed": ret["bytes_reclaimed_total"],
+        "retention_unexplained_past_period": ret["unexplained_past_period_total"],
+        "erasure_received": er["received"],
+        "erasure_certified": er["certified"],
+        "erasure_failed": er["failed"],
+        "erasure_open": er["open"],
+        "erasure_overdue_open": er["overdue_open"],
+        "erasure_median_days_to_certify": er["time_to_certification_days"]["median"],
+        "erasure_max_days_to_certify": er["time_to_certification_days"]["max"],
+        "pii_entities_removed": s["pii"]["entities_removed_total"],
+        "documents_quarantined": s["pii"]["quarantined_total"],
+        "orphans_latest_total": orph["latest_total"],
+        "orphans_deleted": orph["deleted_total"],
+        "embed_version_active": emb["active_version"],
+        "embed_version_changes": len(emb["changes"]),
+        "embedding_coverage": emb["coverage"]["ratio"],
+        "checks_passed": dq["passed"],
+        "checks_failed": dq["failed"],
+        "ledger_chain_ok": led["chain_ok"],
+        "ledger_events_total": led["events_total"],
+        "ledger_events_in_period": led["events_in_period"],
+        "storage_total_bytes": s["storage"]["total_bytes"],
+    }
+
+
+def _findings(s: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for r in s["retention"]["categories"]:
+        if r["unexplained_past_period"]:
+            out.append(f"Retention: {r['unexplained_past_period']} {r['label'].lower()} {r['unit']} past their {r['policy']} period, not under legal hold.")
+    er = s["erasure"]
+    if er["overdue_open"]:
+        out.append(f"Erasure: {er['overdue_open']} open request(s) older than the {ERASURE_DEADLINE_DAYS}-day deadline.")
+    if er["time_to_certification_days"]["over_deadline"]:
+        out.append(f"Erasure: {er['time_to_certification_days']['over_deadline']} request(s) certified after the {ERASURE_DEADLINE_DAYS}-day deadline.")
+    if er["failed"]:
+        out.append(f"Erasure: {er['failed']} request(s) failed in the period.")
+    if er.get("certificates_failing_verification"):
+        out.append(f"Erasure: {er['certificates_failing_verification']} certificate(s) not verified when the report was built.")
+    if s["data_quality"]["failed"]:
+        out.append(f"Data quality: {s['data_quality']['failed']} asset check execution(s) failed.")
+    if not s["ledger"]["chain_ok"]:
+        out.append(f"Audit ledger: hash chain BROKEN ({s['ledger']['problem_count']} problem(s)).")
+    cov = s["embeddings"]["coverage"]
+    if cov.get("missing"):
+        out.append(f"Embeddings: {cov['missing']} chunk(s) have no embedding under the active version {s['embeddings']['active_version']}.")
+    return out
+
+
+# -- Prometheus textfile ----------------------------------------------------------------------
+def current_gauges(settings, *, now: datetime | None = None, ledger: Ledger | None = None) -> dict[str, Any]:
+    """The state right now (not of a period): what the Prometheus textfile exports."""
+    now = now or datetime.now(timezone.utc)
+    ledger = ledger or Ledger(settings.ledger_url)
+    g: dict[str, Any] = {"open_erasure_requests": 0, "oldest_open_request_age_seconds": 0.0,
+                         "erasure_available": 0, "overdue_retention": {}, "orphans": {}, "active_embed_version": None}
+    table = _reflect(ledger, "erasure_requests")
+    if table is not None:
+        g["erasure_available"] = 1
+        with ledger.engine.connect() as conn:
+            rows = conn.execute(sa.select(table.c.status, table.c.requested_at)).all()
+        ages = [(now - parse_ts(r.requested_at)).total_seconds() for r in rows if r.status in OPEN_STATUSES and r.requested_at]
+        g["open_erasure_requests"] = len(ages)
+        g["oldest_open_request_age_seconds"] = max(ages) if ages else 0.0
+    live, _ = live_retention(settings, now)
+    last: dict[str, Any] = {}
+    for e in _by_time(ledger.events("retention.purge")):
+        if not e.details.get("dry_run"):
+            last[str(e.details.get("category"))] = e.details
+    for cat in RETENTION_CATEGORIES:
+        lv = live.get(cat)
+        d = last.get(cat)
+        if lv is not None and "error" not in lv:
+            g["overdue_retention"][cat] = lv["overdue"]
+        elif d:
+            g["overdue_retention"][cat] = max(int(d.get("expired") or 0) - int(d.get("deleted", d.get("deleted_rows")) or 0) - int(d.get("held") or 0), 0)
+        else:
+            g["overdue_retention"][cat] = 0
+    reports = _by_time(ledger.events("orphans.report"))
+    g["orphans"] = _orphan_counts(reports[-1].details) if reports else {}
+    try:
+        from .versions import VersionRegistry
+
+        a = VersionRegistry(ledger).active()
+        g["active_embed_version"] = a.name if a else None
+    except Exception:  # noqa: BLE001
+        pass
+    return g
+
+
+def _label(v: str) -> str:
+    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_prometheus(g: dict[str, Any], now: datetime) -> str:
+    lines = [
+        "# HELP aisg_erasure_open_requests Erasure requests received and not yet certified or failed.",
+        "# TYPE aisg_erasure_open_requests gauge",
+        f"aisg_erasure_open_requests {g['open_erasure_requests']}",
+        "# HELP aisg_erasure_oldest_open_request_age_seconds Age of the oldest open erasure request (0 when none).",
+        "# TYPE aisg_erasure_oldest_open_request_age_seconds gauge",
+        f"aisg_erasure_oldest_open_request_age_seconds {g['oldest_open_request_age_seconds']:.0f}",
+        "# HELP aisg_erasure_tracking_available 1 when the ledger has the erasure_requests table.",
+        "# TYPE aisg_erasure_tracking_available gauge",
+        f"aisg_erasure_tracking_available {g['erasure_available']}",
+        "# HELP aisg_retention_overdue_items Items past their retention period, not held, still present, per category (retention dry run now).",
+        "# TYPE aisg_retention_overdue_items gauge",
+    ]
+    lines += [f'aisg_retention_overdue_items{{category="{_label(c)}"}} {n}' for c, n in sorted(g["overdue_retention"].items())]
+    lines += [
+        "# HELP aisg_orphans Orphaned records by kind (last orphans report).",
+        "# TYPE aisg_orphans gauge",
+    ]
+    lines += [f'aisg_orphans{{kind="{_label(k)}"}} {n}' for k, n in sorted(g["orphans"].items())]
+    lines += [
+        "# HELP aisg_embed_version_active_info The active embed_version (value is always 1).",
+        "# TYPE aisg_embed_version_active_info gauge",
+    ]
+    if g["active_embed_version"]:
+        lines.append(f'aisg_embed_version_active_info{{version="{_label(g["active_embed_version"])}"}} 1')
+    lines += [
+        "# HELP aisg_governance_report_timestamp_seconds When these gauges were computed.",
+        "# TYPE aisg_governance_report_timestamp_seconds gauge",
+        f"aisg_governance_report_timestamp_seconds {now.timestamp():.0f}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_prometheus_textfile(settings, *, now: datetime | None = None, ledger: Ledger | None = None,
+                              exports_dir: Path | None = None, path: Path | None = None) -> Path:
+    """Atomic write (temp file + rename) so the textfile collector never reads half a file."""
+    now = now or datetime.now(timezone.utc)
+    target = Path(path) if path else prometheus_textfile_path(Path(exports_dir or settings.exports_dir))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = render_prometheus(current_gauges(settings, now=now, ledger=ledger), now)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    if n < 1024:
+        return f"{n} B"
+    exp = min(int(math.log(n, 1024)), 4)
+    return f"{n / 1024 ** exp:.1f} {'BKMGT'[exp]}{'iB' if exp else ''}"
