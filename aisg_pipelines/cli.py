@@ -39,6 +39,11 @@ def verify_ledger() -> None:
 
 # Area commands register themselves on `main` when imported (one line per area).
 from .commands import core_cli  # noqa: E402,F401
+from .commands import versions_cli  # noqa: E402,F401
+from .commands import reports_cli  # noqa: E402,F401
+from .commands import orphans_cli  # noqa: E402,F401
+from .commands import erasure_cli  # noqa: E402,F401
+from .commands import retention_cli  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

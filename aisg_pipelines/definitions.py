@@ -14,17 +14,29 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from .defs import embeddings, ingest  # noqa: E402
+from .defs import orphans  # noqa: E402
+from .defs import reports  # noqa: E402
+from .defs import retention  # noqa: E402
+from .defs import erasure  # noqa: E402
 from .defs.resources import build_resources  # noqa: E402
 from .settings import enforce_offline  # noqa: E402
 
 enforce_offline()
 
-AREAS = [ingest.defs, embeddings.defs]
+AREAS = [ingest.defs, embeddings.defs, orphans.defs, reports.defs, retention.defs, erasure.defs]
 
 
 def build_defs() -> dg.Definitions:
     """All areas plus resources read from the environment *now* (tests re-point env vars)."""
-    return dg.Definitions.merge(*AREAS, dg.Definitions(resources=build_resources()))
+    return dg.Definitions.merge(*AREAS, dg.Definitions(resources=build_resources(), executor=_run_executor()))
+
+
+def _run_executor() -> dg.ExecutorDefinition | None:
+    """AISG_RUN_EXECUTOR=in_process (deploy/: one process per run, heavy imports paid once,
+    partitions are the unit of parallelism); unset keeps Dagster's default (a process per step)."""
+    import os
+
+    return dg.in_process_executor if os.environ.get("AISG_RUN_EXECUTOR") == "in_process" else None
 
 
 defs = build_defs()

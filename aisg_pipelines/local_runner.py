@@ -86,5 +86,5 @@ def quiet(run_config: dict | None) -> dict:
 
 
 def run_job(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, *, run_config: dict | None = None, partition_key: str | None = None, tags: dict | None = None, raise_on_error: bool = True):
-    job = defs.get_job_def(job_name)
+    job = defs.get_repository_def().get_job(job_name)  # resolved, so asset jobs need no extra resolution step
     return job.execute_in_process(instance=instance, run_config=quiet(run_config), partition_key=partition_key, tags=tags, raise_on_error=raise_on_error)

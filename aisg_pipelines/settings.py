@@ -58,6 +58,13 @@ ENV_VARS: dict[str, str] = {
     "AISG_PII_OPERATORS": "JSON object: anonymizer operator per PII entity type (default: replace with <TYPE>)",
     "AISG_EMBED_BATCH_SIZE": "embedding batch size (default 32)",
     "AISG_LANDING_SETTLE_SECONDS": "a file without sidecar younger than this is left for the next sensor tick (default 10)",
+    "AISG_EMBED_VERSIONS_FILE": "YAML file declaring embed_versions (default embed_versions.yaml at the repo root, else ./embed_versions.yaml)",
+    "AISG_SENSOR_INTERVAL_SECONDS": "minimum interval between ticks of the landing and embed sensors, read when the code location loads (default 30)",
+    "AISG_RUN_EXECUTOR": "in_process: every step of a run in the run's own process (deploy/ default); unset: Dagster's default, a process per step",
+    "AISG_REPORT_TIMEZONE": "timezone of compliance-report periods and their schedules (Monday/1st 06:00), read when the code location loads (default Asia/Seoul)",
+    "AISG_PROMETHEUS_TEXTFILE": "Prometheus textfile-collector file of the governance gauges (default $AISG_EXPORTS_DIR/metrics/aisg_governance.prom)",
+    "AISG_SIGNING_KEY_FILE": "Ed25519 private key (PEM) that signs erasure certificates (default: a development key generated in $AISG_SECRETS_DIR)",
+    "AISG_SIGNING_PUBLIC_KEY_FILE": "its public key (PEM) for `aisg verify-certificate` (default <signing key file>.pub.pem)",
 }
 
 

@@ -22,19 +22,11 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import cpu_model as _cpu_model  # noqa: E402
 from aisg_pipelines.governance.pii import PiiScrubber, baseline_detect  # noqa: E402
 from aisg_pipelines.governance.sample_data import generate_labelled_texts  # noqa: E402
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _build(mb: float, seed: int):

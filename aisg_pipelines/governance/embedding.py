@@ -64,7 +64,10 @@ def model_name(path: str) -> str:
 def load_model(spec: ModelSpec):
     enforce_offline()
     import torch
+    import transformers
     from sentence_transformers import SentenceTransformer
+
+    transformers.utils.logging.disable_progress_bar()  # one "Loading weights" bar per load floods run logs
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = SentenceTransformer(spec.path, device="cpu", local_files_only=True)

@@ -150,8 +150,17 @@ class ChainVerification:
     problems: list[str]
 
 
+def normalise_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 to SQLAlchemy 2.1; the installed driver is psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
 class Ledger:
     def __init__(self, url: str, *, create: bool = True):
+        url = normalise_url(url)
         self.url = url
         if url.startswith("sqlite:///"):
             from pathlib import Path

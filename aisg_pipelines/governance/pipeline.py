@@ -240,7 +240,7 @@ def search(store: LanceStore, version: EmbedVersion, query: str, k: int = 5) -> 
     from .embedding import encode
 
     vec = encode(version.model, [query])[0]
-    hits = store.open(version.table).search(np.asarray(vec)).metric("cosine" if version.normalize else "l2").limit(k).select(["chunk_id", "doc_id"]).to_list()
+    hits = store.open(version.table).search(np.asarray(vec)).metric("cosine" if version.normalize else "l2").limit(k).select(["chunk_id", "doc_id", "_distance"]).to_list()
     if not hits:
         return []
     ids = [h["chunk_id"] for h in hits]

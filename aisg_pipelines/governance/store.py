@@ -272,6 +272,11 @@ class LanceStore:
            transaction files (which hold delete predicates verbatim), data, deletion and
            index files.
         Each step opens a fresh dataset handle (see `dataset`).
+
+        Only the fragments holding a deleted row are rewritten, at their own size: lance's
+        default compaction also merges every fragment smaller than 1M rows, i.e. rewrites the
+        whole table; excluding untouched fragments keeps the cost proportional to what was
+        deleted (and smaller fragments make the next purge cheaper).
         """
         stats = PurgeStats()
         for name in names if names is not None else self.table_names():
@@ -280,7 +285,15 @@ class LanceStore:
             ds = self.dataset(name)
             entry: dict[str, Any] = {"version_before": ds.version}
             if any(f.deletion_file() is not None for f in ds.get_fragments()):
-                m = ds.optimize.compact_files(materialize_deletions_threshold=0.0)
+                frags = ds.get_fragments()
+                extra: dict[str, Any] = {
+                    "excluded_fragment_ids": [f.fragment_id for f in frags if f.deletion_file() is None],
+                    # and do not merge the touched ones into one big fragment (the next purge would rewrite it all)
+                    "target_rows_per_fragment": max(f.physical_rows for f in frags if f.deletion_file() is not None),
+                }
+                if self._id_columns(name) and ds.count_rows() > 0:
+                    extra["defer_index_remap"] = True  # the indices are rebuilt from scratch just below
+                m = ds.optimize.compact_files(materialize_deletions_threshold=0.0, **extra)
                 entry["fragments_rewritten"] = m.fragments_removed
             else:
                 entry["fragments_rewritten"] = 0

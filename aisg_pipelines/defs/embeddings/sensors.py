@@ -1,6 +1,8 @@
 """Embeds newly ingested batches under the active embed_version."""
 
 
+import os
+
 import dagster as dg
 
 from ..partitions import embeddings_key, embeddings_partitions
@@ -17,7 +19,7 @@ embed_batch_job = dg.define_asset_job(
 
 @dg.sensor(
     job=embed_batch_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=int(os.environ.get("AISG_SENSOR_INTERVAL_SECONDS", "30")),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "For the active embed_version, requests an embed run for every batch whose chunks were "

@@ -1,0 +1,27 @@
+"""What every benchmark prints about the machine it ran on (docs/benchmarks.md quotes it)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> str:
+    """e.g. 'Linux x86_64, 2 cores (Intel(R) Xeon(R) Processor), 24 GiB RAM, Python 3.11.7, load 1.2'."""
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = os.getloadavg()[0]
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu_model()}), {mem:.0f} GiB RAM, "
+        f"Python {platform.python_version()}, load {load:.1f}"
+    )
