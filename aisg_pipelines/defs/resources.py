@@ -96,6 +96,20 @@ class GovernancePathsResource(dg.ConfigurableResource):
     secrets_dir: str
 
 
+def settings_from_resources(
+    lance: LanceStoreResource, ledger: LedgerResource, landing: LandingZoneResource, paths: GovernancePathsResource
+) -> Settings:
+    """The plain governance modules take a Settings; build it from the resources a run was given."""
+    return Settings(
+        data_dir=Path(paths.data_dir), lancedb_uri=lance.uri, ledger_url=ledger.url,
+        landing_dir=landing.landing, quarantine_dir=landing.quarantine,
+        logs_dir=Path(paths.logs_dir), metrics_dir=Path(paths.metrics_dir), exports_dir=Path(paths.exports_dir),
+        erasure_inbox=Path(paths.erasure_inbox), secrets_dir=Path(paths.secrets_dir),
+        max_file_bytes=landing.max_file_bytes, landing_settle_seconds=landing.settle_seconds,
+        lancedb_storage_options=json.loads(lance.storage_options_json) if lance.storage_options_json else {},
+    )
+
+
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     s = settings or Settings.from_env()
     return {

@@ -6,12 +6,11 @@ reports open requests with their age, and the certificates issued in this run.
 """
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import dagster as dg
 
 from ..metadata import md_table
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource
+from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
 
 
 class ErasureClockResource(dg.ConfigurableResource):
@@ -29,19 +28,6 @@ class ErasureClockResource(dg.ConfigurableResource):
 class ErasureRunConfig(dg.Config):
     request_ids: list[str] = []
     process: bool = True
-
-
-def settings_from(lance: LanceStoreResource, ledger: LedgerResource, landing: LandingZoneResource, paths: GovernancePathsResource):
-    import json
-
-    from ...settings import Settings
-
-    return Settings(
-        data_dir=Path(paths.data_dir), lancedb_uri=lance.uri, ledger_url=ledger.url, landing_dir=landing.landing,
-        quarantine_dir=landing.quarantine, logs_dir=Path(paths.logs_dir), metrics_dir=Path(paths.metrics_dir),
-        exports_dir=Path(paths.exports_dir), erasure_inbox=Path(paths.erasure_inbox), secrets_dir=Path(paths.secrets_dir),
-        lancedb_storage_options=json.loads(lance.storage_options_json) if lance.storage_options_json else {},
-    )
 
 
 def requests_table(rows: list[dict], now: datetime) -> str:
@@ -73,7 +59,7 @@ def erasure_requests(
 ) -> dg.MaterializeResult:
     from ...governance.erasure import OPEN_STATUSES, list_requests, process_requests
 
-    s = settings_from(lance, ledger, landing, paths)
+    s = settings_from_resources(lance, ledger, landing, paths)
     led = ledger.get_ledger()
     res = None
     if config.process:

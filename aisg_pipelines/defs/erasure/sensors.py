@@ -11,8 +11,7 @@ from collections import Counter
 
 import dagster as dg
 
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource
-from .assets import settings_from
+from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
 
 REQUESTS_TAG = "aisg/erasure_requests"
 
@@ -63,7 +62,7 @@ def erasure_inbox_sensor(
 ):
     from ...governance.erasure import pending_request_ids, scan_inbox
 
-    s = settings_from(lance, ledger, landing, paths)
+    s = settings_from_resources(lance, ledger, landing, paths)
     led = ledger.get_ledger()
     scan = scan_inbox(s, led)
     for name, code, detail in scan.rejected:

@@ -7,14 +7,12 @@ governance/reports.py and governance/report_render.py.
 """
 
 
-import json
 import os
 from datetime import datetime, timezone
-from pathlib import Path
 
 import dagster as dg
 
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource
+from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
 
 DEFAULT_TIMEZONE = "Asia/Seoul"
 REPORT_TIMEZONE = os.environ.get("AISG_REPORT_TIMEZONE") or DEFAULT_TIMEZONE
@@ -22,18 +20,6 @@ REPORT_TIMEZONE = os.environ.get("AISG_REPORT_TIMEZONE") or DEFAULT_TIMEZONE
 # Weekly partitions run Monday 00:00 to Monday 00:00 local time (day_offset=1 is Monday).
 weekly_report_partitions = dg.WeeklyPartitionsDefinition(start_date="2025-01-06", day_offset=1, timezone=REPORT_TIMEZONE)
 monthly_report_partitions = dg.MonthlyPartitionsDefinition(start_date="2025-01-01", timezone=REPORT_TIMEZONE)
-
-
-def settings_from_resources(lance: LanceStoreResource, ledger: LedgerResource, landing: LandingZoneResource, paths: GovernancePathsResource):
-    from ...settings import Settings
-
-    return Settings(
-        data_dir=Path(paths.data_dir), lancedb_uri=lance.uri, ledger_url=ledger.url,
-        landing_dir=landing.landing, quarantine_dir=landing.quarantine,
-        logs_dir=Path(paths.logs_dir), metrics_dir=Path(paths.metrics_dir), exports_dir=Path(paths.exports_dir),
-        erasure_inbox=Path(paths.erasure_inbox), secrets_dir=Path(paths.secrets_dir),
-        lancedb_storage_options=json.loads(lance.storage_options_json) if lance.storage_options_json else {},
-    )
 
 
 def asset_check_results(instance: dg.DagsterInstance, check_keys, since_ts: float | None = None) -> list[dict]:

@@ -5,26 +5,10 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from ..metadata import md_table
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource
+from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
 from .partitions import metric_days, system_log_days
 
 CATEGORY_ORDER = ("user_content", "system_logs", "metrics", "audit_ledger", "retired_embed_versions")
-
-
-def settings_from_resources(lance: LanceStoreResource, ledger: LedgerResource, landing: LandingZoneResource, paths: GovernancePathsResource):
-    """The plain modules take a Settings; build it from the resources the run was given."""
-    import json
-    from pathlib import Path
-
-    from ...settings import Settings
-
-    return Settings(
-        data_dir=Path(paths.data_dir), lancedb_uri=lance.uri, ledger_url=ledger.url, landing_dir=Path(landing.landing_dir),
-        quarantine_dir=Path(landing.quarantine_dir), logs_dir=Path(paths.logs_dir), metrics_dir=Path(paths.metrics_dir),
-        exports_dir=Path(paths.exports_dir), erasure_inbox=Path(paths.erasure_inbox), secrets_dir=Path(paths.secrets_dir),
-        max_file_bytes=landing.max_file_bytes,
-        lancedb_storage_options=json.loads(lance.storage_options_json) if lance.storage_options_json else {},
-    )
 
 
 def _telemetry(context: dg.AssetExecutionContext, kind: str, lance, landing, paths) -> dg.MaterializeResult:

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource
-from .assets import CATEGORY_ORDER, parse_as_of, retention_report, settings_from_resources
+from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
+from .assets import CATEGORY_ORDER, parse_as_of, retention_report
 
 
 def _make_check(category: str):
