@@ -1,16 +1,12 @@
 """Small helpers that turn typed results into Dagster UI metadata."""
 
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import dagster as dg
 import pyarrow as pa
 
-
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
+from ..governance.markdown import md_table  # noqa: F401 - re-exported for the areas
 
 
 def counts_table(counts: Mapping[str, int], key: str = "type", value: str = "count") -> str:

@@ -51,6 +51,7 @@ import sqlalchemy as sa
 from .ids import SUBJECT_ID_RE, batched, in_filter, sha256_hex, subject_hash
 from .landing import REASON_SUFFIX, SIDECAR_SUFFIX
 from .ledger import Ledger, canonical_json, erasure_requests, iso
+from .markdown import md_table
 from .store import CHUNKS, DOCUMENTS, EMBEDDINGS_PREFIX, LanceStore
 
 log = logging.getLogger(__name__)
@@ -1114,13 +1115,14 @@ class ErasureRunResult:
         return [o for o in self.outcomes if o.status == "failed"]
 
     def summary_markdown(self) -> str:
-        rows = ["| request | status | items | certificate | failure |", "|---|---|---|---|---|"]
-        for o in self.outcomes:
-            items = sum(v.get("items", 0) for v in o.counts.values())
-            rows.append(f"| {o.request_id} | {o.status} | {items} | {o.certificate_path or '-'} | {(o.failure or '-')[:200]} |")
+        table = md_table(
+            ["request", "status", "items", "certificate", "failure"],
+            [(o.request_id, o.status, sum(v.get("items", 0) for v in o.counts.values()), o.certificate_path or "-", (o.failure or "-")[:200])
+             for o in self.outcomes],
+        )
         t = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
         return (f"**{len(self.certified)} certified, {len(self.failed)} failed** of {len(self.outcomes)} requests.\n\n"
-                + "\n".join(rows) + f"\n\nTimings: {t}.\n\nScan: {self.scan.get('files_scanned', 0)} files, "
+                + table + f"\n\nTimings: {t}.\n\nScan: {self.scan.get('files_scanned', 0)} files, "
                 f"{self.scan.get('bytes_scanned', 0)} bytes raw + {self.scan.get('decoded_bytes_scanned', 0)} bytes of decoded Lance strings.")
 
 

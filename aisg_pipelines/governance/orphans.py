@@ -53,6 +53,7 @@ import pyarrow as pa
 
 from .ids import BATCH_ID_RE, in_filter, subject_hash
 from .landing import REASON_SUFFIX, SIDECAR_SUFFIX, Rejected, quarantine
+from .markdown import md_table
 from .store import CHUNKS, DOCUMENTS, LanceStore
 
 LANDING = "landing"
@@ -180,12 +181,12 @@ class OrphanReport:
 
     def markdown(self) -> str:
         c = self.counts
-        lines = ["| kind | count | cleanup | where |", "|---|---|---|---|"]
+        rows = []
         for k, info in KINDS.items():
             where = ", ".join(f"{w}: {len(ids)}" for w, ids in sorted(self.items.get(k, {}).items()) if ids) or "-"
             shown = str(c[k]) if self.checked.get(k, True) else "not checked"
-            lines.append(f"| {k} | {shown} | {'reported only' if info.reported_only else info.remedy} | {where} |")
-        return "\n".join(lines)
+            rows.append((k, shown, "reported only" if info.reported_only else info.remedy, where))
+        return md_table(["kind", "count", "cleanup", "where"], rows)
 
     def write_csv(self, exports_dir: Path) -> Path:
         out_dir = Path(exports_dir) / "orphans"
@@ -402,8 +403,7 @@ class CleanupResult:
 
     def markdown(self) -> str:
         verb = "would clean" if self.dry_run else "cleaned"
-        lines = [f"| kind | {verb} |", "|---|---|"] + [f"| {k} | {self.deleted.get(k, 0)} |" for k in CLEANABLE]
-        return "\n".join(lines)
+        return md_table(["kind", verb], [(k, self.deleted.get(k, 0)) for k in CLEANABLE])
 
 
 def _still_orphan_chunks(store: LanceStore, chunk_ids: Sequence[str]) -> list[str]:

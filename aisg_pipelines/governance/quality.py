@@ -12,6 +12,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from .markdown import md_table
+
 _counter = itertools.count()
 
 
@@ -50,10 +52,10 @@ class QualityResult:
         return sorted({i for o in self.outcomes for i in o.failing_ids})
 
     def summary_markdown(self) -> str:
-        lines = ["| expectation | result | unexpected | sample failing ids |", "|---|---|---|---|"]
-        for o in self.outcomes:
-            lines.append(f"| {o.title} | {'pass' if o.success else 'FAIL'} | {o.unexpected_count} | {', '.join(o.failing_ids[:5])} |")
-        return "\n".join(lines)
+        return md_table(
+            ["expectation", "result", "unexpected", "sample failing ids"],
+            [(o.title, "pass" if o.success else "FAIL", o.unexpected_count, ", ".join(o.failing_ids[:5])) for o in self.outcomes],
+        )
 
 
 @functools.lru_cache(maxsize=1)

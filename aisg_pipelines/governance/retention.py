@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from .ids import BATCH_ID_RE, DOC_ID_RE, batched, in_filter, require, subject_hash
 from .landing import REASON_SUFFIX, SIDECAR_SUFFIX
 from .ledger import Ledger, audit_events, iso
+from .markdown import md_table
 from .store import CHUNKS, DOCUMENTS, EMBEDDINGS_PREFIX, METRICS, SYSTEM_LOGS, LanceStore
 
 CATEGORIES: tuple[str, ...] = ("user_content", "system_logs", "metrics", "audit_ledger", "retired_embed_versions")
@@ -176,12 +177,13 @@ class RetentionResult:
 
     def summary_markdown(self) -> str:
         head = f"**Retention {'DRY RUN' if self.dry_run else 'run'}** as of `{self.as_of}` ({self.seconds:.1f}s)\n\n"
-        rows = ["| category | period (d) | expired | deleted | held | bytes reclaimed | oldest remaining (d) |", "|---|---|---|---|---|---|---|"]
-        for r in self.categories.values():
-            oldest = "-" if r.oldest_remaining_age_days is None else f"{r.oldest_remaining_age_days:.1f}"
-            rows.append(f"| {r.category} | {r.period_days} | {r.expired} {r.unit} | {r.deleted} | {r.held} | {r.bytes_reclaimed} | {oldest} |")
+        table = md_table(
+            ["category", "period (d)", "expired", "deleted", "held", "bytes reclaimed", "oldest remaining (d)"],
+            [(r.category, r.period_days, f"{r.expired} {r.unit}", r.deleted, r.held, r.bytes_reclaimed,
+              "-" if r.oldest_remaining_age_days is None else f"{r.oldest_remaining_age_days:.1f}") for r in self.categories.values()],
+        )
         notes = [f"- {r.category}: {n}" for r in self.categories.values() for n in r.notes]
-        return head + "\n".join(rows) + ("\n\n" + "\n".join(notes) if notes else "")
+        return head + table + ("\n\n" + "\n".join(notes) if notes else "")
 
     def to_dict(self) -> dict:
         return {"as_of": self.as_of, "dry_run": self.dry_run, "policy_source": self.policy_source, "seconds": self.seconds,
