@@ -55,6 +55,27 @@ def check_chunks(store: LanceStore, batch_id: str | None) -> QualityResult:
     )
 
 
+def vector_row_expectations(version, norm_tolerance: float = 1e-3) -> list[Expect]:
+    """Per-vector rules shared by the embeddings asset check and the reindex validation gate.
+
+    Over a frame with columns chunk_id, dims, has_nan and norm (see `nan_and_norms`).
+    """
+    out = [
+        Expect("ExpectColumnValuesToBeUnique", {"column": "chunk_id"}, "no duplicate chunk_id"),
+        Expect("ExpectColumnValuesToBeInSet", {"column": "dims", "value_set": [version.dims]}, f"dims = {version.dims}"),
+        Expect("ExpectColumnValuesToBeInSet", {"column": "has_nan", "value_set": [False]}, "no NaN"),
+    ]
+    if version.normalize:
+        out.append(Expect("ExpectColumnValuesToBeBetween", {"column": "norm", "min_value": 1 - norm_tolerance, "max_value": 1 + norm_tolerance}, "L2 norm ≈ 1"))
+    return out
+
+
+def nan_and_norms(vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: whether it holds a NaN, and its L2 norm (-1 where it holds a NaN)."""
+    has_nan = np.isnan(vecs).any(axis=1)
+    return has_nan, np.where(has_nan, -1.0, np.linalg.norm(np.nan_to_num(vecs), axis=1))
+
+
 def check_embeddings(store: LanceStore, version, batch_id: str | None, norm_tolerance: float = 1e-3) -> QualityResult:
     """One row per chunk of the batch, dims match the version, L2 norm ~ 1 (if normalised), no NaN."""
     ecols = ["chunk_id", "vector"]
@@ -65,21 +86,14 @@ def check_embeddings(store: LanceStore, version, batch_id: str | None, norm_tole
     dims = getattr(vec_type, "list_size", None)
     if vt.num_rows:
         arr = np.asarray(vt["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(vt.num_rows, -1)
-        df["has_nan"] = np.isnan(arr).any(axis=1)
-        df["norm"] = np.where(df["has_nan"], -1.0, np.linalg.norm(np.nan_to_num(arr), axis=1))
+        df["has_nan"], df["norm"] = nan_and_norms(arr)
     else:
         df["has_nan"], df["norm"] = [], []
     df["dims"] = dims if dims is not None else -1
     expectations = [
         Expect("ExpectTableRowCountToEqual", {"value": ct.num_rows}, f"one row per chunk ({ct.num_rows})"),
-        Expect("ExpectColumnValuesToBeUnique", {"column": "chunk_id"}, "no duplicate chunk_id"),
-        Expect("ExpectColumnValuesToBeInSet", {"column": "dims", "value_set": [version.dims]}, f"dims = {version.dims}"),
-        Expect("ExpectColumnValuesToBeInSet", {"column": "has_nan", "value_set": [False]}, "no NaN"),
+        *vector_row_expectations(version, norm_tolerance),
     ]
-    if version.normalize:
-        expectations.append(
-            Expect("ExpectColumnValuesToBeBetween", {"column": "norm", "min_value": 1 - norm_tolerance, "max_value": 1 + norm_tolerance}, "L2 norm ≈ 1")
-        )
     result = validate(df, expectations, "chunk_id")
     missing = pc.invert(pc.is_in(ct["chunk_id"], value_set=vt["chunk_id"])) if ct.num_rows else None
     if missing is not None and pc.any(missing).as_py():

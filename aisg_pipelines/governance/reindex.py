@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 
 from .ids import VERSION_NAME_RE, require
 from .ledger import Ledger
+from .quality import ExpectationOutcome, QualityResult
 from .store import CHUNKS, LanceStore
 from .versions import EmbedVersion, EmbedVersionSpec, VersionConflict, VersionRegistry
 
@@ -143,7 +144,7 @@ class ValidationReport:
     sample_size: int = 0
     self_top1: float = 1.0
     reasons: list[str] = field(default_factory=list)
-    expectations: list[dict] = field(default_factory=list)  # title, success, unexpected, sample ids
+    expectations: list[ExpectationOutcome] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -151,10 +152,7 @@ class ValidationReport:
         return not self.reasons
 
     def summary_markdown(self) -> str:
-        lines = ["| expectation | result | unexpected | sample failing ids |", "|---|---|---|---|"]
-        for e in self.expectations:
-            lines.append(f"| {e['title']} | {'pass' if e['success'] else 'FAIL'} | {e['unexpected']} | {', '.join(e['failing_ids'][:5])} |")
-        return "\n".join(lines)
+        return QualityResult(self.expectations).summary_markdown()
 
 
 def _chunk_index(store: LanceStore) -> pa.Table:
@@ -185,6 +183,7 @@ def validate_version(
     import pandas as pd
 
     from .embedding import encode
+    from .checks import nan_and_norms, vector_row_expectations
     from .quality import Expect, validate
 
     t0 = time.perf_counter()
@@ -226,9 +225,8 @@ def validate_version(
         if len(rb) == 0:
             continue
         vecs = _vectors(rb, table_dims)
-        nan = np.isnan(vecs).any(axis=1)
+        nan, norms = nan_and_norms(vecs)
         clean = np.where(nan[:, None], 0.0, vecs)
-        norms = np.where(nan, -1.0, np.linalg.norm(clean, axis=1))
         t = pa.Table.from_batches([rb]).select(["chunk_id", "batch_id", "content_sha256"])
         current = pc.is_in(_key(t), value_set=want).to_numpy(zero_copy_only=False)
         parts.append(pd.DataFrame({"chunk_id": t["chunk_id"].to_numpy(zero_copy_only=False), "batch_id": t["batch_id"].to_numpy(zero_copy_only=False),
@@ -276,14 +274,7 @@ def validate_version(
             Expect("ExpectColumnPairValuesToBeEqual", {"column_A": "chunks", "column_B": "matched"}, "every chunk of the batch has its current vector"),
         ], "batch_id"))
     if len(rows):
-        row_expect = [
-            Expect("ExpectColumnValuesToBeUnique", {"column": "chunk_id"}, "no duplicate chunk_id"),
-            Expect("ExpectColumnValuesToBeInSet", {"column": "dims", "value_set": [version.dims]}, f"dims = {version.dims}"),
-            Expect("ExpectColumnValuesToBeInSet", {"column": "has_nan", "value_set": [False]}, "no NaN"),
-        ]
-        if version.normalize:
-            row_expect.append(Expect("ExpectColumnValuesToBeBetween", {"column": "norm", "min_value": 1 - norm_tolerance, "max_value": 1 + norm_tolerance}, "L2 norm ≈ 1"))
-        checks.append((rows.drop(columns=["batch_id", "current"]), row_expect, "chunk_id"))
+        checks.append((rows.drop(columns=["batch_id", "current"]), vector_row_expectations(version, norm_tolerance), "chunk_id"))
     if len(retrieval):
         checks.append((retrieval, [
             Expect("ExpectColumnMeanToBeBetween", {"column": "self_top1", "min_value": min_self_top1, "max_value": 1.0},
@@ -295,7 +286,7 @@ def validate_version(
             failing = o.failing_ids
             if o.title.startswith("retrieval") and not o.success:
                 failing = sorted(retrieval.loc[retrieval["self_top1"] < 1, "chunk_id"].tolist())
-            rep.expectations.append({"title": o.title, "success": o.success, "unexpected": o.unexpected_count, "failing_ids": failing[:20]})
+            rep.expectations.append(ExpectationOutcome(o.title, o.success, o.unexpected_count, failing[:20]))
             if not o.success:
                 if o.title.startswith("retrieval"):
                     detail = f"{rep.self_top1:.1%} of {rep.sample_size} sampled chunks found themselves as top-1"
