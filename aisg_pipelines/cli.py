@@ -29,7 +29,8 @@ def verify_ledger() -> None:
 
     v = Ledger(Settings.from_env().ledger_url).verify_chain()
     if v.ok:
-        click.echo(f"ledger OK: {v.events} events, head {v.head_hash}")
+        pruned = f" ({v.pruned_events} older events removed by retention, anchor {v.anchor_hash[:12]}…)" if v.pruned_events else ""
+        click.echo(f"ledger OK: {v.events} events, head {v.head_hash}{pruned}")
         return
     click.echo(f"ledger BROKEN: {len(v.problems)} problem(s) in {v.events} events", err=True)
     for p in v.problems:

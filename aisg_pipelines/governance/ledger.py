@@ -9,6 +9,7 @@ No raw personal data enters the ledger: subjects appear only as salted hashes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -43,6 +44,28 @@ audit_events = sa.Table(
     sa.Column("event_hash", sa.String(64), nullable=False, unique=True),
 )
 sa.Index("ix_audit_events_action_time", audit_events.c.action, audit_events.c.occurred_at)
+
+# Retention of the audit trail itself (7 years) removes a *prefix* of the chain. Each prune
+# leaves a checkpoint: the hash of the last removed event (the anchor the first kept event
+# links to), a digest of every removed event hash, and the id of the `ledger.pruned` event
+# that records the same values inside the chain. `verify_chain` starts from the newest
+# checkpoint and requires that event, so removing events without a real prune, or forging a
+# checkpoint row, is still detected.
+ledger_checkpoints = sa.Table(
+    "ledger_checkpoints",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("cutoff", sa.String(32), nullable=False),
+    sa.Column("through_seq", sa.Integer, nullable=False, unique=True),
+    sa.Column("events_pruned", sa.Integer, nullable=False),  # by this prune
+    sa.Column("events_pruned_total", sa.Integer, nullable=False),  # since the genesis
+    sa.Column("anchor_hash", sa.String(64), nullable=False),
+    sa.Column("pruned_digest", sa.String(64), nullable=False),
+    sa.Column("oldest_pruned_at", sa.String(32), nullable=False),
+    sa.Column("newest_pruned_at", sa.String(32), nullable=False),
+    sa.Column("record_event_id", sa.String(36), nullable=False, unique=True),
+)
 
 ingest_batches = sa.Table(
     "ingest_batches",
@@ -148,6 +171,33 @@ class ChainVerification:
     events: int
     head_hash: str
     problems: list[str]
+    anchor_hash: str = GENESIS_HASH  # what the first kept event links to (genesis, or a checkpoint)
+    pruned_events: int = 0  # removed by audit-ledger retention, accounted for by checkpoints
+
+
+@dataclass(frozen=True)
+class LedgerPrune:
+    """What `Ledger.prune_events` found (dry run) or removed."""
+
+    cutoff: str
+    expired: int  # events older than the cutoff
+    pruned: int  # removed now (0 on a dry run)
+    prunable: int  # the contiguous expired prefix not blocked by a hold
+    held: int  # expired events kept: under a subject legal hold, or after one in the chain
+    through_seq: int | None = None
+    anchor_hash: str | None = None
+    record_event_id: str | None = None
+
+
+class LedgerTampered(RuntimeError):
+    """The chain does not verify; retention refuses to remove evidence of that."""
+
+
+PRUNE_ACTION = "ledger.pruned"
+
+
+def _latest_checkpoint(conn):
+    return conn.execute(sa.select(ledger_checkpoints).order_by(ledger_checkpoints.c.through_seq.desc()).limit(1)).first()
 
 
 def normalise_url(url: str) -> str:
@@ -244,20 +294,90 @@ class Ledger:
             ]
 
     def verify_chain(self) -> ChainVerification:
-        """Detects edited, deleted, inserted or reordered events."""
+        """Detects edited, deleted, inserted or reordered events.
+
+        After audit-ledger retention the chain starts at the newest checkpoint's anchor, and
+        the checkpoint must match the newest `ledger.pruned` event in the kept chain.
+        """
         problems: list[str] = []
-        prev = GENESIS_HASH
-        n = 0
         with self.engine.connect() as conn:
+            cp = _latest_checkpoint(conn)
+            anchor = cp.anchor_hash if cp else GENESIS_HASH
+            prev = anchor
+            n = 0
+            last_prune_record = None
             for r in conn.execute(sa.select(audit_events).order_by(audit_events.c.seq)):
                 n += 1
+                if cp is not None and r.seq <= cp.through_seq:
+                    problems.append(f"event seq={r.seq} ({r.action}) is at or before checkpoint seq={cp.through_seq}, whose events were pruned")
                 if r.prev_hash != prev:
                     problems.append(f"event seq={r.seq} ({r.action}) links to {r.prev_hash[:12]}… but the previous event hash is {prev[:12]}…: an event was deleted, inserted or reordered")
                 expected = event_hash(r.prev_hash, r._asdict())
                 if expected != r.event_hash:
                     problems.append(f"event seq={r.seq} ({r.action}) content does not match its hash: the event was edited")
+                if r.action == PRUNE_ACTION:
+                    last_prune_record = r
                 prev = r.event_hash
-        return ChainVerification(ok=not problems, events=n, head_hash=prev, problems=problems)
+        if cp is not None:
+            if last_prune_record is None or last_prune_record.event_id != cp.record_event_id:
+                problems.append(f"checkpoint through seq={cp.through_seq} is not the one recorded by the newest {PRUNE_ACTION} event in the chain: the checkpoint table was edited")
+            else:
+                recorded = json.loads(last_prune_record.details)
+                for key in ("through_seq", "anchor_hash", "pruned_digest", "events_pruned_total"):
+                    if recorded.get(key) != getattr(cp, key):
+                        problems.append(f"checkpoint {key} does not match the {PRUNE_ACTION} event seq={last_prune_record.seq}")
+        elif last_prune_record is not None:
+            problems.append(f"the chain records a prune (event seq={last_prune_record.seq}) but its checkpoint is missing")
+        return ChainVerification(ok=not problems, events=n, head_hash=prev, problems=problems, anchor_hash=anchor,
+                                 pruned_events=cp.events_pruned_total if cp else 0)
+
+    def prune_events(self, cutoff: str, *, held_subject_hashes: set[str] | frozenset[str] = frozenset(), dry_run: bool = False,
+                     now: str | None = None) -> LedgerPrune:
+        """Remove the audit events older than `cutoff` (ISO UTC), keeping the chain verifiable.
+
+        Only a contiguous prefix of the chain can go: pruning stops at the first event that is
+        not expired, or that names a subject under legal hold (that event, and every expired
+        event after it, is counted as held). The removal, the checkpoint and the
+        `ledger.pruned` event that records it are one transaction, so a killed run leaves
+        either all of it or none of it. A chain that does not verify is not pruned.
+        """
+        with self.engine.begin() as conn:
+            expired = conn.execute(sa.select(sa.func.count()).select_from(audit_events).where(audit_events.c.occurred_at < cutoff)).scalar() or 0
+            if expired == 0:
+                return LedgerPrune(cutoff=cutoff, expired=0, pruned=0, prunable=0, held=0)
+            cp = _latest_checkpoint(conn)
+            prev = cp.anchor_hash if cp else GENESIS_HASH
+            digest = hashlib.sha256()
+            prunable, last = 0, None
+            oldest = newest = None
+            rows = conn.execute(sa.select(audit_events).order_by(audit_events.c.seq)).yield_per(10_000)
+            try:
+                for r in rows:
+                    if r.occurred_at >= cutoff or (r.subject_hash and r.subject_hash in held_subject_hashes):
+                        break
+                    if r.prev_hash != prev or event_hash(r.prev_hash, r._asdict()) != r.event_hash:
+                        raise LedgerTampered(f"audit event seq={r.seq} ({r.action}) does not verify; nothing was pruned (see `aisg verify-ledger`)")
+                    digest.update(r.event_hash.encode())
+                    prev, last = r.event_hash, r
+                    prunable += 1
+                    oldest = r.occurred_at if oldest is None else min(oldest, r.occurred_at)
+                    newest = r.occurred_at if newest is None else max(newest, r.occurred_at)
+            finally:
+                rows.close()
+            held = expired - prunable
+            if dry_run or prunable == 0:
+                return LedgerPrune(cutoff=cutoff, expired=expired, pruned=0, prunable=prunable, held=held)
+            record = {
+                "cutoff": cutoff, "through_seq": last.seq, "events_pruned": prunable,
+                "events_pruned_total": (cp.events_pruned_total if cp else 0) + prunable,
+                "anchor_hash": last.event_hash, "pruned_digest": digest.hexdigest(),
+                "oldest_pruned_at": oldest, "newest_pruned_at": newest,
+            }
+            ev = self._append(conn, PRUNE_ACTION, record, "retention", None, now)
+            conn.execute(ledger_checkpoints.insert().values(created_at=ev.occurred_at, record_event_id=ev.event_id, **record))
+            conn.execute(audit_events.delete().where(audit_events.c.seq <= last.seq))
+            return LedgerPrune(cutoff=cutoff, expired=expired, pruned=prunable, prunable=prunable, held=held,
+                               through_seq=last.seq, anchor_hash=last.event_hash, record_event_id=ev.event_id)
 
     # -- ingest batches ----------------------------------------------------------------
     def record_batch(self, batch_id: str, files: list[str], mtimes_ns: dict[str, int] | None = None) -> None:

@@ -7,9 +7,9 @@ Plain module (no Dagster). Categories and periods come from a validated policy f
   (retired versions included) -> landing file + sidecar; quarantined uploads by their age.
 * system_logs / metrics (timestamp): rows of the LanceDB tables and the lines of the source
   files (a source file keeps only its held lines, or goes).
-* audit_ledger (occurred_at): REPORTED ONLY. Deleting a prefix of the hash chain would break
-  `Ledger.verify_chain` (it starts at the zero genesis hash); nothing is deleted from the
-  ledger, and the asset check shows if any event ever passes 7 years.
+* audit_ledger (occurred_at): the expired prefix of the hash chain is removed behind a
+  checkpoint that `Ledger.verify_chain` starts from (`Ledger.prune_events`); events naming a
+  subject under legal hold, and the expired events after them, stay.
 * retired_embed_versions (retired_at): the whole `embeddings_<v>` table is dropped (its
   directory leaves the disk) — never the active version nor the rollback target.
 
@@ -596,18 +596,23 @@ class Retention:
         r.partitions_emptied = sorted(candidates - remaining_days - live_days)
         return r
 
-    # -- audit ledger (reported only) -------------------------------------------------
+    # -- audit ledger ---------------------------------------------------------------
     def audit_ledger(self) -> CategoryResult:
+        """Events older than 7 years leave the chain as a prefix, behind a verifiable checkpoint
+        (`Ledger.prune_events`). Events naming a subject under legal hold stay, and so does
+        every expired event after them, because the kept chain must be contiguous."""
         r = self._cat("audit_ledger", "events")
-        cutoff = iso(self.policies.cutoff("audit_ledger", self.now))
+        held = frozenset(self.holds.ledger_holds["subject"])
+        prune = self.ledger.prune_events(r.cutoff, held_subject_hashes=held, dry_run=self.dry_run)
+        r.expired, r.held, r.deleted = prune.expired, prune.held, prune.pruned
+        if prune.pruned:
+            r.rows_deleted["audit_events"] = prune.pruned
+            r.notes.append(f"pruned through seq {prune.through_seq}; the chain now starts at anchor {prune.anchor_hash[:12]}… (checkpoint recorded by a ledger.pruned event)")
+        if prune.held:
+            r.notes.append(f"{prune.held} expired event(s) kept: a subject under legal hold is named at or before them in the chain")
         with self.ledger.engine.connect() as conn:
-            r.expired = conn.execute(sa.select(sa.func.count()).select_from(audit_events).where(audit_events.c.occurred_at < cutoff)).scalar() or 0
             oldest = conn.execute(sa.select(sa.func.min(audit_events.c.occurred_at))).scalar()
         r.oldest_remaining_age_days = _age_days(self.now, datetime.fromisoformat(oldest)) if oldest else None
-        r.notes.append(
-            "reported only: events past 7 years are counted, not deleted; deleting a prefix of the hash chain "
-            "needs an anchor event that verify_chain does not support yet"
-        )
         return r
 
     # -- the run -----------------------------------------------------------------------

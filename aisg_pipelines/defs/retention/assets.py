@@ -91,7 +91,7 @@ def parse_as_of(value: str) -> datetime:
     kinds={"lancedb", "python"},
     description=(
         "One retention run over every category (user content 180 d, system logs 90 d, metrics 30 d, "
-        "audit ledger 7 y reported only, retired embed_versions 30 d after retirement): deletes by id lists, "
+        "audit ledger 7 y (expired prefix of the chain, behind a checkpoint), retired embed_versions 30 d after retirement): deletes by id lists, "
         "physically purges (LanceStore.purge), removes emptied dynamic partition keys, skips legal holds, "
         "and writes a retention.purge audit event per category."
     ),
