@@ -178,6 +178,7 @@ def test_report_json_holds_exactly_the_known_figures(report_store):
     dq = j["data_quality"]
     assert dq["per_asset"] == [{"asset": "chunks", "passed": 2, "failed": 0}, {"asset": "documents", "passed": 3, "failed": 1}]
     assert (dq["passed"], dq["failed"]) == (5, 1)
+    assert dq["failing_at_period_end"] == [{"asset": "documents", "check": "documents_pii_free"}] and dq["resolved_in_period"] == []
 
     led = j["ledger"]
     total_before = Ledger(s.ledger_url).verify_chain().events - 1  # build_report appended report.exported afterwards
@@ -354,3 +355,25 @@ def test_weekly_asset_materializes_a_partition_and_schedules_are_in_seoul(report
         with dg.partition_loading_context(dynamic_partitions_store=instance):
             w = pdef.time_window_for_partition_key("2026-11-02")
     assert (w.start.isoformat(), w.end.isoformat()) == ("2026-11-02T00:00:00+09:00", "2026-11-09T00:00:00+09:00")
+
+
+def test_a_check_that_failed_then_passed_is_resolved_not_a_finding():
+    from aisg_pipelines.governance.reports import _data_quality, _findings, week_period
+
+    period = week_period(W45, "Asia/Seoul")
+    runs = [
+        {"asset": "orphan_report", "check": "no_orphans", "passed": False, "occurred_at": _utc("2026-11-04T06:00:00")},
+        {"asset": "orphan_report", "check": "no_orphans", "passed": True, "occurred_at": _utc("2026-11-04T07:00:00")},
+        {"asset": "embeddings", "check": "embeddings_valid", "passed": True, "occurred_at": _utc("2026-11-04T06:00:00")},
+        {"asset": "embeddings", "check": "embeddings_valid", "passed": False, "occurred_at": _utc("2026-11-05T06:00:00")},
+    ]
+    dq = _data_quality(runs, period)
+    assert (dq["passed"], dq["failed"]) == (2, 2)
+    assert dq["failing_at_period_end"] == [{"asset": "embeddings", "check": "embeddings_valid"}]
+    assert dq["resolved_in_period"] == [{"asset": "orphan_report", "check": "no_orphans", "failed": 1}]
+    summary = {"retention": {"categories": []}, "data_quality": dq, "ledger": {"chain_ok": True}, "embeddings": {"coverage": {}},
+               "erasure": {"overdue_open": 0, "time_to_certification_days": {"over_deadline": 0}, "failed": 0}}
+    assert _findings(summary) == ["Data quality: 1 asset check(s) failing at their last execution in the period (embeddings/embeddings_valid)."]
+    dq_ok = _data_quality(runs[:3], period)
+    summary["data_quality"] = dq_ok
+    assert dq_ok["failing_at_period_end"] == [] and _findings(summary) == []

@@ -164,11 +164,19 @@ def section_tables(s: dict[str, Any]) -> dict[str, list[tuple[str, list[str], li
         ["Asset", "Passed", "Failed"],
         [[r["asset"], _fmt(r["passed"]), _fmt(r["failed"])] for r in dq["per_asset"]] + [["Total", _fmt(dq["passed"]), _fmt(dq["failed"])]],
     )]
+    if dq.get("failing_at_period_end") or dq.get("resolved_in_period"):
+        out["data_quality"].append((
+            "Checks with failures: still failing at their last execution (a finding), or resolved in the period",
+            ["Asset", "Check", "State"],
+            [[c["asset"], c["check"], "FAILING"] for c in dq.get("failing_at_period_end", [])]
+            + [[c["asset"], c["check"], f"resolved ({c['failed']} failed execution(s), then passed)"] for c in dq.get("resolved_in_period", [])],
+        ))
     led = s["ledger"]
     out["ledger"] = [(
         "Hash chain verified when the report was built",
-        ["Chain", "Events (total)", "Events in period", "Head hash"],
-        [["OK" if led["chain_ok"] else f"BROKEN ({led['problem_count']} problems)", _fmt(led["events_total"]), _fmt(led["events_in_period"]), _short(led["head_hash"], 24)]],
+        ["Chain", "Events (total)", "Events in period", "Pruned after 7 years", "Head hash"],
+        [["OK" if led["chain_ok"] else f"BROKEN ({led['problem_count']} problems)", _fmt(led["events_total"]), _fmt(led["events_in_period"]),
+          _fmt(led.get("events_pruned_by_retention", 0)), _short(led["head_hash"], 24)]],
     ), ("Events in the period by area", ["Area", "Events"], [[k, _fmt(v)] for k, v in led["events_in_period_by_area"].items()] or [["none", ""]])]
     st = s["storage"]
     out["storage"] = [(
@@ -217,8 +225,9 @@ def section_csvs(s: dict[str, Any]) -> dict[str, str]:
     out["data_quality"] = to_csv(["period", "asset", "check", "passed", "failed"],
                                  [[label, c["asset"], c["check"], c["passed"], c["failed"]] for c in d.get("per_check", [])])
     led = s["ledger"]
-    out["ledger"] = to_csv(["period", "chain_ok", "events_total", "events_in_period", "head_hash", "problem_count"],
-                           [[label, led["chain_ok"], led["events_total"], led["events_in_period"], led["head_hash"], led["problem_count"]]])
+    out["ledger"] = to_csv(["period", "chain_ok", "events_total", "events_in_period", "events_pruned_by_retention", "head_hash", "problem_count"],
+                           [[label, led["chain_ok"], led["events_total"], led["events_in_period"], led.get("events_pruned_by_retention", 0),
+                             led["head_hash"], led["problem_count"]]])
     st = s["storage"]
     out["storage"] = to_csv(["period", "store", "name", "bytes"],
                             [[label, "lancedb", k, v] for k, v in st["lancedb_tables"].items()]

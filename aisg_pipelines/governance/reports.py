@@ -631,19 +631,31 @@ def _data_quality(check_results: list[dict[str, Any]] | None, period: Period) ->
                 "per_asset": [], "passed": 0, "failed": 0}
     per: dict[str, Counter] = defaultdict(Counter)
     per_check: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    for r in check_results:
+    latest: dict[tuple[str, str], tuple[str, int, bool]] = {}  # (occurred_at, input order, passed)
+    for i, r in enumerate(check_results):
         if r.get("occurred_at") and not period.contains(r["occurred_at"]):
             continue
         k = "passed" if r.get("passed") else "failed"
-        per[str(r["asset"])][k] += 1
-        per_check[(str(r["asset"]), str(r.get("check")))][k] += 1
+        key = (str(r["asset"]), str(r.get("check")))
+        per[key[0]][k] += 1
+        per_check[key][k] += 1
+        stamp = (str(r.get("occurred_at") or ""), i, bool(r.get("passed")))
+        if key not in latest or stamp[:2] > latest[key][:2]:
+            latest[key] = stamp
     rows = [{"asset": a, "passed": c["passed"], "failed": c["failed"]} for a, c in sorted(per.items())]
+    # A check whose last execution in the period failed is a finding; one that failed and then
+    # passed again (e.g. orphans found, then cleaned up) is an incident resolved in the period.
+    failing = [{"asset": a, "check": ch} for (a, ch), (_, _, ok) in sorted(latest.items()) if not ok]
+    resolved = [{"asset": a, "check": ch, "failed": per_check[(a, ch)]["failed"]}
+                for (a, ch), (_, _, ok) in sorted(latest.items()) if ok and per_check[(a, ch)]["failed"]]
     return {
         "available": True,
         "per_asset": rows,
         "per_check": [{"asset": a, "check": ch, "passed": c["passed"], "failed": c["failed"]} for (a, ch), c in sorted(per_check.items())],
         "passed": sum(r["passed"] for r in rows),
         "failed": sum(r["failed"] for r in rows),
+        "failing_at_period_end": failing,
+        "resolved_in_period": resolved,
     }
 
 
@@ -656,6 +668,8 @@ def _ledger_integrity(ledger: Ledger, events) -> dict[str, Any]:
         "events_in_period": len(events),
         "events_in_period_by_area": dict(sorted(Counter(e.action.split(".", 1)[0] for e in events).items())),
         "head_hash": v.head_hash,
+        "events_pruned_by_retention": v.pruned_events,  # older than 7 years, behind a checkpoint
+        "anchor_hash": v.anchor_hash,
         "problems": v.problems[:20],
         "problem_count": len(v.problems),
     }
@@ -737,8 +751,10 @@ def _findings(s: dict[str, Any]) -> list[str]:
         out.append(f"Erasure: {er['failed']} request(s) failed in the period.")
     if er.get("certificates_failing_verification"):
         out.append(f"Erasure: {er['certificates_failing_verification']} certificate(s) not verified when the report was built.")
-    if s["data_quality"]["failed"]:
-        out.append(f"Data quality: {s['data_quality']['failed']} asset check execution(s) failed.")
+    dq = s["data_quality"]
+    if dq.get("failing_at_period_end"):
+        names = ", ".join(f"{c['asset']}/{c['check']}" for c in dq["failing_at_period_end"])
+        out.append(f"Data quality: {len(dq['failing_at_period_end'])} asset check(s) failing at their last execution in the period ({names}).")
     if not s["ledger"]["chain_ok"]:
         out.append(f"Audit ledger: hash chain BROKEN ({s['ledger']['problem_count']} problem(s)).")
     cov = s["embeddings"]["coverage"]
