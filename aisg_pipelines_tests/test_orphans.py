@@ -12,6 +12,7 @@ import os
 import time
 from datetime import datetime, timezone
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -293,3 +294,35 @@ def test_dagster_asset_check_and_job(populated_settings, code_location_env):
         md2 = res2.asset_materializations_for_node("orphan_report")[0].metadata
         assert all(md2[f"orphans/{k}"].value == 0 for k in O.CLEANABLE)
     assert defs.get_schedule_def("orphan_report_daily").cron_schedule == "30 3 * * *"
+
+
+def test_compact_keys_are_exact_on_collisions_nulls_and_mixed_widths(monkeypatch):
+    """The 64-bit keys only speed lookups up: equal keys of different values, nulls, mixed
+    widths and a column that stops being fixed-width mid-scan all give exact answers."""
+    ids = [sha256_hex(str(i))[:32] for i in range(50)]
+    col = pa.array(ids)
+    probe = pa.array([ids[7], "f" * 32, None, ids[7][:31], ids[49], ids[0].upper(), ids[7] + "0"])
+    want = [7, -1, -1, -1, 49, -1, -1]
+    assert O._Keys([O._part(col)]).lookup(probe).tolist() == want
+    # every value gets the same 64-bit key: the run of equal keys is walked, still exact
+    monkeypatch.setattr(O, "_mix64", lambda f: np.zeros(len(f), np.uint64))
+    collided = O._Keys([O._part(col)])
+    assert collided.dup and collided.lookup(probe).tolist() == want
+    assert collided.lookup(col).tolist() == list(range(50))
+    monkeypatch.undo()
+    # mixed widths and a null in the column: exact fallback; a repeated value -> first row
+    mixed = pa.array(["a", "bb", None, "bb", ids[3]])
+    k = O._Keys([O._part(mixed)])
+    assert k.pos is not None and k.lookup(pa.array(["bb", "a", None, "c", ids[3]])).tolist() == [1, 0, -1, -1, 4]
+    # a streamed column that turns variable-width after the first batch
+    f = O._Filler(6)
+    f.add(pa.array(ids[:3]))
+    f.add(pa.array(["x", None, ids[4]]))
+    (part,) = f.parts()
+    assert isinstance(part, list) and O._Keys(f.parts()).lookup(pa.array([ids[1], "x", ids[4]])).tolist() == [1, 3, 5]
+    # content hash comparison: IS DISTINCT FROM (null equals null), fixed and fallback paths
+    sha = O._Column([O._part(pa.array(["a" * 64, "b" * 64, "c" * 64]))])
+    assert sha.differs(np.array([0, 1, 2]), pa.array(["a" * 64, "x" * 64, "c" * 64])).tolist() == [False, True, False]
+    assert sha.differs(np.array([0, 1]), pa.array(["a" * 64, None])).tolist() == [False, True]
+    nulls = O._Column([[b"a" * 64, None]])
+    assert nulls.differs(np.array([0, 1, 1]), pa.array(["a" * 64, None, "z"])).tolist() == [False, False, True]

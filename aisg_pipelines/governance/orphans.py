@@ -3,9 +3,10 @@ the landing zone and the `ingest_batches` dynamic partitions.
 
 Plain module (no Dagster). It compares the stores themselves (LanceDB tables, the
 landing-zone listing, the list of partition keys), never a ledger of what should be
-there. Only id, hash and batch columns are read, streamed with `store.scan_batches` into
-an in-process DuckDB (memory-capped, may spill), where every kind is one vectorised
-anti-join. Vectors and text are never read.
+there. Only id, hash and batch columns are read, streamed with `store.scan_batches`;
+chunks are kept as compact fixed-width keys (numpy), and every kind is a vectorised
+anti- or semi-join (sorted 64-bit keys confirmed on the full bytes, so exact). Vectors
+and text are never read; subject_id only when the erasure denylist is not empty.
 
 Kinds (each counted separately; see `KINDS`):
 
@@ -43,13 +44,15 @@ from __future__ import annotations
 import csv
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .ids import BATCH_ID_RE, in_filter, subject_hash
 from .landing import REASON_SUFFIX, SIDECAR_SUFFIX, Rejected, quarantine
@@ -60,6 +63,8 @@ LANDING = "landing"
 PARTITIONS = "dagster:ingest_batches"
 DEFAULT_GRACE_SECONDS = 3600.0
 NEVER_INGESTED = "never_ingested"
+SCAN_BATCH_ROWS = 65536  # rows per streamed batch (id/hash/batch columns only)
+SCAN_OPTIONS = {"batch_readahead": 2, "fragment_readahead": 1, "io_buffer_size": 16 * 2**20}
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,6 @@ class OrphanScope:
     denylisted_hashes: set[str] = field(default_factory=set)
     salt_loader: Callable[[], bytes] | None = None
     grace_seconds: float = DEFAULT_GRACE_SECONDS
-    memory_limit: str = "600MB"
 
     @classmethod
     def from_settings(cls, settings, *, ledger=None, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> OrphanScope:
@@ -203,14 +207,24 @@ class OrphanReport:
 
 
 # -- reading the stores ------------------------------------------------------------------
-def _reader(store: LanceStore, name: str, columns: Sequence[str]) -> pa.RecordBatchReader:
-    """A streaming reader over only `columns` (id/hash/batch), from `store.scan_batches`."""
-    if not store.has_table(name):
-        schema = pa.schema([(c, pa.string()) for c in columns])
-        return pa.RecordBatchReader.from_batches(schema, iter(()))
-    full = store.dataset(name).schema
-    schema = pa.schema([full.field(c) for c in columns])
-    return pa.RecordBatchReader.from_batches(schema, store.scan_batches(name, columns))
+def _batches(store: LanceStore, name: str, columns: Sequence[str], ds=None) -> Iterator[pa.RecordBatch]:
+    """Only `columns` (id/hash/batch) of `name`, streamed from a fresh lance dataset handle
+    (as `store.scan_batches` does) with a short read-ahead: the scanner's default read-ahead
+    (several fragments, 16 batches) holds ~40 MiB more and is no faster on 2 cores."""
+    if ds is None:
+        if not store.has_table(name):
+            return iter(())
+        ds = store.dataset(name)
+    return ds.to_batches(columns=list(columns), batch_size=SCAN_BATCH_ROWS, **SCAN_OPTIONS)
+
+
+def _read_small(store: LanceStore, name: str, columns: Sequence[str]) -> pa.Table:
+    """A whole (small) table's id columns, e.g. documents: one row per document, not per chunk."""
+    schema = pa.schema([(c, pa.string()) for c in columns])
+    batches = [b.select(list(columns)) for b in _batches(store, name, columns) if b.num_rows]
+    if not batches:
+        return schema.empty_table()
+    return pa.Table.from_batches(batches).combine_chunks()
 
 
 def scan_landing(landing_dir: Path) -> pa.Table:
@@ -246,137 +260,351 @@ def scan_landing(landing_dir: Path) -> pa.Table:
     return pa.table({"rel_path": pa.array(paths, pa.string()), "is_sidecar": pa.array(sidecar, pa.bool_()), "mtime_ns": pa.array(mtimes, pa.int64())})
 
 
-def _ids(con, sql: str) -> dict[str, list[str]]:
-    """{where: sorted ids} from a query returning (where, id)."""
-    out: dict[str, list[str]] = {}
-    for where, i in con.execute(sql).fetchall():
-        out.setdefault(where, []).append(i)
-    return {w: sorted(set(v)) for w, v in out.items()}
+# -- compact exact keys --------------------------------------------------------------------
+# Ids and hashes are fixed-width ASCII in practice (chunk_id: 32 hex chars, content_sha256:
+# 64), so a column is kept as a numpy `S<width>` array that is a plain copy of the Arrow
+# data buffer (no per-string offsets or objects), and looked up through a sorted 64-bit
+# mix of those bytes. Every hit is confirmed by comparing the full bytes, and equal 64-bit
+# keys are walked one by one, so results are exact; the 64-bit key only makes it fast.
+# Columns that are not fixed-width (nulls, mixed lengths) take an exact Arrow/Python path.
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
 
 
-def _merge(a: dict[str, list[str]], b: dict[str, list[str]]) -> dict[str, list[str]]:
-    out = {k: list(v) for k, v in a.items()}
-    for k, v in b.items():
-        out[k] = sorted(set(out.get(k, [])) | set(v))
-    return out
+def _fixed(arr: pa.Array) -> np.ndarray | None:
+    """`arr` as a zero-copy numpy `S<w>` view when every value is non-null and w bytes long."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    if n == 0 or arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or pa.types.is_binary(arr.type)):
+        return None
+    off_t = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=off_t, count=arr.offset + n + 1)[arr.offset :]
+    width = int(offsets[1] - offsets[0])
+    if width == 0 or int(offsets[-1] - offsets[0]) != width * n or not np.all(np.diff(offsets) == width):
+        return None
+    start = int(offsets[0])
+    return np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=start + width * n)[start:].view(f"S{width}")
+
+
+def _pybytes(arr) -> list:
+    """Exact fallback representation: bytes (or None) per value."""
+    if isinstance(arr, list):  # already converted
+        return arr
+    if isinstance(arr, np.ndarray):
+        return [bytes(x) for x in arr] if arr.dtype.kind == "S" else list(arr)
+    return [None if s is None else (s.encode() if isinstance(s, str) else bytes(s)) for s in arr.to_pylist()]
+
+
+def _mix64(fixed: np.ndarray) -> np.ndarray:
+    """A 64-bit mix of each fixed-width value (a lookup key, never trusted alone)."""
+    n, width = len(fixed), fixed.dtype.itemsize
+    words = -(-width // 8)
+    raw = np.zeros((n, words * 8), dtype=np.uint8)
+    raw[:, :width] = fixed.view(np.uint8).reshape(n, width)
+    cols = raw.view("<u8")
+    h = np.full(n, np.uint64(width), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(words):
+            h = (h ^ cols[:, j]) * _M1
+            h ^= h >> np.uint64(31)
+            h *= _M2
+            h ^= h >> np.uint64(29)
+    return h
+
+
+class _Keys:
+    """Exact position lookup of string values in a column (first position of equal values)."""
+
+    def __init__(self, parts: list[np.ndarray | list]):
+        widths = {p.dtype for p in parts if isinstance(p, np.ndarray)}
+        self.n = sum(len(p) for p in parts)
+        if all(isinstance(p, np.ndarray) for p in parts) and len(widths) <= 1:
+            self.dtype = widths.pop() if widths else np.dtype("S1")
+            vals = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, self.dtype)
+            h = _mix64(vals)
+            self.order = np.argsort(h, kind="stable")
+            self.h = h[self.order]
+            self.vals = vals[self.order]
+            del vals, h
+            self.dup = bool(len(self.h) > 1 and np.any(self.h[1:] == self.h[:-1]))
+            self.pos: dict | None = None
+        else:
+            self.dtype = None
+            self.pos = {}
+            i = 0
+            for p in parts:
+                for v in _pybytes(p):
+                    if v is not None:
+                        self.pos.setdefault(v, i)
+                    i += 1
+
+    def lookup(self, arr: pa.Array) -> np.ndarray:
+        """int64 position of each value of `arr` in the column, -1 when absent (or null)."""
+        if self.n == 0:
+            return np.full(len(arr), -1, np.int64)
+        q = _fixed(arr)
+        if self.pos is not None:
+            return np.fromiter((self.pos.get(v, -1) if v is not None else -1 for v in _pybytes(q if q is not None else arr)), np.int64, len(arr))
+        if q is None or q.dtype != self.dtype:
+            # not this column's width: only the values of exactly that width can be present
+            vals = _pybytes(arr)
+            width = self.dtype.itemsize
+            out = np.full(len(vals), -1, np.int64)
+            sel = [i for i, v in enumerate(vals) if v is not None and len(v) == width]
+            if sel:
+                out[sel] = self.lookup(pa.array([vals[i] for i in sel], pa.binary()))
+            return out
+        out = np.full(len(q), -1, np.int64)
+        if self.n == 0:
+            return out
+        qh = _mix64(q)
+        p = np.minimum(np.searchsorted(self.h, qh), self.n - 1)
+        same_key = self.h[p] == qh
+        hit = same_key & (self.vals[p] == q)
+        out[hit] = self.order[p[hit]]
+        if self.dup:  # equal 64-bit keys of different values: walk the run (practically never)
+            for i in np.flatnonzero(same_key & ~hit):
+                j = int(p[i]) + 1
+                while j < self.n and self.h[j] == qh[i]:
+                    if self.vals[j] == q[i]:
+                        out[i] = self.order[j]
+                        break
+                    j += 1
+        return out
+
+
+class _Column:
+    """A per-row column kept compactly: one `S<w>` array, or bytes objects as the fallback."""
+
+    def __init__(self, parts: list[np.ndarray | list]):
+        dtypes = {p.dtype for p in parts if isinstance(p, np.ndarray)}
+        if all(isinstance(p, np.ndarray) for p in parts) and len(dtypes) <= 1:
+            self.values = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, "S1")
+        else:
+            self.values = np.array([v for p in parts for v in _pybytes(p)] or [], dtype=object)
+
+    def differs(self, pos: np.ndarray, arr: pa.Array) -> np.ndarray:
+        """Row-wise `self[pos] IS DISTINCT FROM arr` (null equals null)."""
+        mine = self.values[pos]
+        q = _fixed(arr)
+        if q is not None and mine.dtype == q.dtype:
+            return mine != q
+        theirs = _pybytes(q if q is not None else arr)
+        return np.fromiter((a != b for a, b in zip(_pybytes(mine), theirs)), bool, len(theirs))
+
+
+def _part(arr: pa.Array) -> np.ndarray | list:
+    """One batch of a column, copied out of the Arrow batch (so the batch can be freed)."""
+    f = _fixed(arr)
+    return f.copy() if f is not None else _pybytes(arr)
+
+
+class _Filler:
+    """Collects a streamed column into one array allocated up front for `n` rows (no
+    per-batch parts to concatenate, so no second copy); falls back to bytes objects when a
+    batch is not fixed-width or not the same width."""
+
+    def __init__(self, n: int):
+        self.n, self.i = n, 0
+        self.arr: np.ndarray | None = None
+        self.fallback: list | None = None
+
+    def add(self, arr: pa.Array) -> None:
+        f, m = _fixed(arr), len(arr)
+        if self.fallback is None and f is not None and (self.arr is None or f.dtype == self.arr.dtype) and self.i + m <= self.n:
+            if self.arr is None:
+                self.arr = np.empty(self.n, f.dtype)
+            self.arr[self.i : self.i + m] = f
+        else:
+            if self.fallback is None:
+                self.fallback = _pybytes(self.arr[: self.i]) if self.arr is not None else [None] * self.i
+                self.arr = None
+            self.fallback += _pybytes(f if f is not None else arr)
+        self.i += m
+
+    def parts(self) -> list:
+        if self.fallback is not None:
+            return [self.fallback]
+        return [self.arr[: self.i]] if self.arr is not None else []
+
+
+def _as_ids(arr: pa.Array, mask: np.ndarray) -> list[str]:
+    if not mask.any():
+        return []
+    return [i for i in arr.filter(pa.array(mask)).to_pylist() if i is not None]
+
+
+def _not_in(arr: pa.Array, values: pa.Array) -> np.ndarray:
+    """Rows whose value is null or not in `values` (SQL `x IS NULL OR x NOT IN values`)."""
+    return ~pc.fill_null(pc.is_in(arr, value_set=values), False).to_numpy(zero_copy_only=False)
+
+
+def _release() -> None:
+    pa.default_memory_pool().release_unused()
 
 
 def detect_orphans(scope: OrphanScope, partition_keys: Sequence[str] | None = None, *, now: datetime | None = None) -> OrphanReport:
     """Find every orphan kind. `partition_keys` = the ingest_batches dynamic partition keys
-    (from the Dagster instance); None skips the two partition kinds."""
-    import duckdb
+    (from the Dagster instance); None skips the two partition kinds.
 
+    Memory: documents are read whole (one row per document); chunks are streamed and only
+    compact per-chunk state is kept (chunk_id and content_sha256 as fixed-width bytes, the
+    row's document position, two flags, a sorted 64-bit key); vectors are streamed and
+    joined against that state batch by batch. subject_id is read only when the erasure
+    denylist is not empty.
+    """
     t0 = time.perf_counter()
     store = scope.store
     now_ns = int((now or datetime.now(timezone.utc)).timestamp() * 1e9)
-    import tempfile
-
-    spill = tempfile.TemporaryDirectory(prefix="aisg_orphans_")
-    con = duckdb.connect(":memory:")
-    con.execute(f"SET threads={max(1, min(4, os.cpu_count() or 1))}")
-    con.execute(f"SET memory_limit='{scope.memory_limit}'")
-    con.execute(f"SET temp_directory='{spill.name}'")  # spill instead of failing on a large store
-    con.execute("SET preserve_insertion_order=false")
     items: dict[str, dict[str, list[str]]] = {k: {} for k in KINDS}
     scanned: dict[str, int] = {}
-    try:
-        docs_r = _reader(store, DOCUMENTS, ["doc_id", "batch_id", "subject_id", "file_path"])
-        con.execute("CREATE TABLE docs AS SELECT * FROM docs_r")
-        chunks_r = _reader(store, CHUNKS, ["chunk_id", "doc_id", "batch_id", "subject_id", "content_sha256"])
-        con.execute("CREATE TABLE ch AS SELECT * FROM chunks_r")
-        scanned[DOCUMENTS] = con.execute("SELECT count(*) FROM docs").fetchone()[0]
-        scanned[CHUNKS] = con.execute("SELECT count(*) FROM ch").fetchone()[0]
+    check_deny = bool(scope.denylisted_hashes)
+    salt: bytes | None = None
+    if check_deny:
+        salt = scope.salt_loader() if scope.salt_loader else None
+        if salt is None:
+            raise RuntimeError("the erasure denylist is not empty but no salt is available to hash subject ids")
+    subj_col = ["subject_id"] if check_deny else []
 
-        # chunks whose document is gone; everything else is a surviving chunk
-        con.execute("CREATE TABLE orphan_ch AS SELECT chunk_id FROM ch ANTI JOIN docs USING (doc_id)")
-        items["chunk_without_document"] = _ids(con, f"SELECT '{CHUNKS}', chunk_id FROM orphan_ch")
-        con.execute("CREATE VIEW live_ch AS SELECT * FROM ch ANTI JOIN orphan_ch USING (chunk_id)")
-        items["document_without_chunks"] = _ids(con, f"SELECT '{DOCUMENTS}', doc_id FROM docs ANTI JOIN ch USING (doc_id)")
+    # denylisted subjects: each distinct subject id is hashed once with the salt
+    subject_denied: dict[str, bool] = {}
 
-        # denylisted subjects: hash each distinct subject id with the salt (only when needed)
-        deny_subjects: list[str] = []
-        if scope.denylisted_hashes:
-            salt = scope.salt_loader() if scope.salt_loader else None
-            if salt is None:
-                raise RuntimeError("the erasure denylist is not empty but no salt is available to hash subject ids")
-            subjects = [r[0] for r in con.execute("SELECT DISTINCT subject_id FROM (SELECT subject_id FROM docs UNION SELECT subject_id FROM ch) WHERE subject_id IS NOT NULL").fetchall()]
-            deny_subjects = [s for s in subjects if subject_hash(s, salt) in scope.denylisted_hashes]
-        deny_t = pa.table({"subject_id": pa.array(deny_subjects, pa.string())})
-        con.execute("CREATE TABLE deny AS SELECT * FROM deny_t")
-        denied = _ids(con, f"SELECT '{DOCUMENTS}', doc_id FROM docs SEMI JOIN deny USING (subject_id)")
-        denied = _merge(denied, _ids(con, f"SELECT '{CHUNKS}', chunk_id FROM ch SEMI JOIN deny USING (subject_id)"))
-        con.execute("CREATE TABLE deny_ch AS SELECT chunk_id FROM ch SEMI JOIN deny USING (subject_id)")
+    def denied_mask(subjects: pa.Array) -> np.ndarray:
+        for s in pc.unique(subjects).to_pylist():
+            if s is not None and s not in subject_denied:
+                subject_denied[s] = subject_hash(s, salt) in scope.denylisted_hashes
+        deny = pa.array(sorted(s for s, d in subject_denied.items() if d), pa.string())
+        return pc.fill_null(pc.is_in(subjects, value_set=deny), False).to_numpy(zero_copy_only=False)
 
-        if partition_keys is not None:
-            parts_t = pa.table({"batch_id": pa.array(sorted(set(partition_keys)), pa.string())})
-            con.execute("CREATE TABLE parts AS SELECT * FROM parts_t")
-            items["partition_without_data"] = _ids(
-                con,
-                f"SELECT '{PARTITIONS}', batch_id FROM parts ANTI JOIN "
-                "(SELECT batch_id FROM docs UNION SELECT batch_id FROM live_ch) USING (batch_id)",
-            )
-            nopart = _ids(con, f"SELECT '{DOCUMENTS}', doc_id FROM docs WHERE batch_id IS NULL OR batch_id NOT IN (SELECT batch_id FROM parts)")
-            nopart = _merge(nopart, _ids(con, f"SELECT '{CHUNKS}', chunk_id FROM live_ch WHERE batch_id IS NULL OR batch_id NOT IN (SELECT batch_id FROM parts)"))
-        else:
-            nopart = {}
+    parts = pa.array(sorted(set(partition_keys)), pa.string()) if partition_keys is not None else None
+    denied: dict[str, list[str]] = {}
+    nopart: dict[str, list[str]] = {}
 
-        # every embeddings table, retired versions included: id/hash/batch columns only
-        emb_tables = store.embedding_tables()
-        active_table = emb_tables.get(scope.active_version) if scope.active_version else None
-        con.execute("CREATE TABLE active_docs (doc_id VARCHAR)")
-        for version, table in sorted(emb_tables.items()):
-            vec_r = _reader(store, table, ["chunk_id", "content_sha256", "batch_id"])
-            con.execute("DROP TABLE IF EXISTS vec")
-            con.execute(
-                "CREATE TABLE vec AS SELECT v.chunk_id, v.batch_id, "
-                "CASE WHEN c.chunk_id IS NULL THEN 'vector_without_chunk' "
-                "     WHEN o.chunk_id IS NOT NULL THEN 'vector_of_orphan_chunk' "
-                "     WHEN c.content_sha256 IS DISTINCT FROM v.content_sha256 THEN 'vector_stale' "
-                "     ELSE NULL END AS kind, c.doc_id AS doc_id "
-                "FROM vec_r v LEFT JOIN ch c ON v.chunk_id = c.chunk_id LEFT JOIN orphan_ch o ON v.chunk_id = o.chunk_id"
-            )
-            scanned[table] = con.execute("SELECT count(*) FROM vec").fetchone()[0]
-            lit = table.replace("'", "''")
-            for kind, ids in _ids(con, "SELECT kind, chunk_id FROM vec WHERE kind IS NOT NULL").items():
-                items[kind][table] = ids
-            if partition_keys is not None:
-                nopart = _merge(nopart, _ids(con, f"SELECT '{lit}', chunk_id FROM vec WHERE kind IS NULL AND (batch_id IS NULL OR batch_id NOT IN (SELECT batch_id FROM parts))"))
-            if deny_subjects:
-                denied = _merge(denied, _ids(con, f"SELECT '{lit}', chunk_id FROM vec SEMI JOIN deny_ch USING (chunk_id)"))
+    # documents: small (one row per document), read whole
+    docs = _read_small(store, DOCUMENTS, ["doc_id", "batch_id", "file_path"] + subj_col)
+    n_docs = scanned[DOCUMENTS] = docs.num_rows
+    doc_keys = docs.column("doc_id").combine_chunks()
+    doc_index = _Keys([_part(doc_keys)] if n_docs else [])
+    doc_first = doc_index.lookup(doc_keys)  # a repeated doc_id is judged by its first row
+    doc_first = np.where(doc_first < 0, np.arange(n_docs), doc_first)
+    if check_deny:
+        denied[DOCUMENTS] = _as_ids(doc_keys, denied_mask(docs.column("subject_id").combine_chunks()))
+    if parts is not None:
+        nopart[DOCUMENTS] = _as_ids(doc_keys, _not_in(docs.column("batch_id").combine_chunks(), parts))
+
+    # chunks: streamed; kept per chunk row: chunk_id, content_sha256, document position, flags
+    chunks_ds = store.dataset(CHUNKS) if store.has_table(CHUNKS) else None
+    expect = chunks_ds.count_rows() if chunks_ds is not None else 0  # same version as the scan
+    ids_in, sha_in = _Filler(expect), _Filler(expect)
+    doc_pos_parts: list[np.ndarray] = []
+    deny_parts: list[np.ndarray] = []
+    doc_has_chunk = np.zeros(n_docs, bool)
+    live_batches: set[str] = set()
+    orphan_chunks: list[str] = []
+    denied_chunks: list[str] = []
+    nopart_chunks: list[str] = []
+    n_chunks = 0
+    for b in _batches(store, CHUNKS, ["chunk_id", "doc_id", "batch_id", "content_sha256"] + subj_col, chunks_ds) if chunks_ds is not None else ():
+        if not b.num_rows:
+            continue
+        n_chunks += b.num_rows
+        cid = b.column("chunk_id")
+        dpos = doc_index.lookup(b.column("doc_id"))
+        orphan = dpos < 0
+        doc_has_chunk[dpos[~orphan]] = True
+        orphan_chunks += _as_ids(cid, orphan)
+        live = pa.array(~orphan)
+        live_batches.update(pc.unique(b.column("batch_id").filter(live)).to_pylist())
+        if parts is not None:
+            nopart_chunks += _as_ids(cid, ~orphan & _not_in(b.column("batch_id"), parts))
+        if check_deny:
+            dm = denied_mask(b.column("subject_id"))
+            denied_chunks += _as_ids(cid, dm)
+            deny_parts.append(dm)
+        ids_in.add(cid)
+        sha_in.add(b.column("content_sha256"))
+        doc_pos_parts.append(dpos.astype(np.int32))
+        del b, cid, live
+    scanned[CHUNKS] = n_chunks
+    chunk_index = _Keys(ids_in.parts())
+    del ids_in
+    chunk_sha = _Column(sha_in.parts())
+    del sha_in
+    chunk_doc = np.concatenate(doc_pos_parts) if doc_pos_parts else np.empty(0, np.int32)
+    chunk_denied = np.concatenate(deny_parts) if deny_parts else np.zeros(n_chunks, bool)
+    del doc_pos_parts, deny_parts
+    _release()
+    items["chunk_without_document"] = {CHUNKS: orphan_chunks}
+    items["document_without_chunks"] = {DOCUMENTS: _as_ids(doc_keys, ~doc_has_chunk[doc_first])}
+    if check_deny:
+        denied[CHUNKS] = denied_chunks
+    if parts is not None:
+        nopart[CHUNKS] = nopart_chunks
+        present = live_batches | set(docs.column("batch_id").to_pylist())
+        items["partition_without_data"] = {PARTITIONS: [k for k in parts.to_pylist() if k not in present]}
+
+    # every embeddings table, retired versions included: id/hash/batch columns, streamed
+    emb_tables = store.embedding_tables()
+    active_table = emb_tables.get(scope.active_version) if scope.active_version else None
+    doc_has_active = np.zeros(n_docs, bool)
+    for version, table in sorted(emb_tables.items()):
+        n_vec = 0
+        found: dict[str, list[str]] = {"vector_without_chunk": [], "vector_of_orphan_chunk": [], "vector_stale": []}
+        for b in _batches(store, table, ["chunk_id", "content_sha256", "batch_id"]):
+            if not b.num_rows:
+                continue
+            n_vec += b.num_rows
+            cid = b.column("chunk_id")
+            pos = chunk_index.lookup(cid)
+            missing = pos < 0
+            at = np.where(missing, 0, pos)
+            dpos = chunk_doc[at] if n_chunks else np.full(len(pos), -1, np.int32)
+            of_orphan = ~missing & (dpos < 0)
+            stale = ~missing & ~of_orphan
+            if stale.any():
+                stale[stale] = chunk_sha.differs(pos[stale], b.column("content_sha256").filter(pa.array(stale)))
+            valid = ~missing & ~of_orphan & ~stale
+            found["vector_without_chunk"] += _as_ids(cid, missing)
+            found["vector_of_orphan_chunk"] += _as_ids(cid, of_orphan)
+            found["vector_stale"] += _as_ids(cid, stale)
+            if parts is not None:
+                nopart.setdefault(table, []).extend(_as_ids(cid, valid & _not_in(b.column("batch_id"), parts)))
+            if check_deny and n_chunks:
+                denied.setdefault(table, []).extend(_as_ids(cid, ~missing & chunk_denied[at]))
             if table == active_table:
-                con.execute("INSERT INTO active_docs SELECT DISTINCT doc_id FROM vec WHERE kind IS NULL")
-        con.execute("DROP TABLE IF EXISTS vec")
-        items["document_without_active_vector"] = _ids(con, f"SELECT '{DOCUMENTS}', doc_id FROM docs ANTI JOIN active_docs USING (doc_id)")
-        items["data_without_partition"] = nopart
-        items["denylisted_subject_data"] = denied
+                doc_has_active[dpos[valid]] = True
+            del b, cid
+        scanned[table] = n_vec
+        for kind, ids in found.items():
+            items[kind][table] = ids
+        _release()
+    del chunk_index, chunk_sha, chunk_doc, chunk_denied
+    items["document_without_active_vector"] = {DOCUMENTS: _as_ids(doc_keys, ~doc_has_active[doc_first])}
+    items["data_without_partition"] = nopart
+    items["denylisted_subject_data"] = denied
 
-        # landing zone: the directory listing against documents.file_path
-        land = scan_landing(scope.landing_dir)
-        scanned[LANDING] = land.num_rows
-        con.execute("CREATE TABLE land AS SELECT * FROM land")
-        cutoff = now_ns - int(scope.grace_seconds * 1e9)
-        cand = _ids(
-            con,
-            f"SELECT '{LANDING}', rel_path FROM land WHERE NOT is_sidecar AND mtime_ns < {cutoff} "
-            "AND rel_path NOT IN (SELECT file_path FROM docs WHERE file_path IS NOT NULL)",
-        )
-        # a file with a reason file in quarantine was quarantined (a killed move left a copy)
-        items["landing_never_ingested"] = {
-            w: kept for w, ids in cand.items() if (kept := [p for p in ids if not (scope.quarantine_dir / (p + REASON_SUFFIX)).exists()])
-        }
-        items["document_landing_missing"] = _ids(
-            con,
-            f"SELECT '{DOCUMENTS}', doc_id FROM docs WHERE file_path IS NULL "
-            "OR file_path NOT IN (SELECT rel_path FROM land WHERE NOT is_sidecar) "
-            f"OR file_path || '{SIDECAR_SUFFIX}' NOT IN (SELECT rel_path FROM land WHERE is_sidecar)",
-        )
-    finally:
-        con.close()
-        spill.cleanup()
+    # landing zone: the directory listing against documents.file_path
+    land = scan_landing(scope.landing_dir)
+    scanned[LANDING] = land.num_rows
+    cutoff = now_ns - int(scope.grace_seconds * 1e9)
+    file_path = docs.column("file_path").combine_chunks()
+    referenced = pc.drop_null(file_path)
+    is_sidecar = land.column("is_sidecar").to_numpy()
+    rel = land.column("rel_path").combine_chunks()
+    old = (land.column("mtime_ns").to_numpy() < cutoff) if land.num_rows else np.zeros(0, bool)
+    cand = _as_ids(rel, ~is_sidecar & old & _not_in(rel, referenced))
+    # a file with a reason file in quarantine was quarantined (a killed move left a copy)
+    items["landing_never_ingested"] = {LANDING: [p for p in cand if not (scope.quarantine_dir / (p + REASON_SUFFIX)).exists()]}
+    data_files = rel.filter(pa.array(~is_sidecar))
+    sidecars = rel.filter(pa.array(is_sidecar))
+    with_suffix = pc.binary_join_element_wise(file_path, pa.scalar(SIDECAR_SUFFIX), "")
+    items["document_landing_missing"] = {DOCUMENTS: _as_ids(doc_keys, _not_in(file_path, data_files) | _not_in(with_suffix, sidecars))}
+
     checked = {k: True for k in KINDS}
     if partition_keys is None:
         checked["partition_without_data"] = checked["data_without_partition"] = False
-    items = {k: {w: ids for w, ids in v.items() if ids} for k, v in items.items()}
+    items = {k: {w: sorted(set(ids)) for w, ids in v.items() if ids} for k, v in items.items()}
     return OrphanReport(
         items=items, checked=checked, active_version=scope.active_version, embedding_tables=sorted(emb_tables.values()),
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), seconds=time.perf_counter() - t0, rows_scanned=scanned,

@@ -82,7 +82,7 @@ def report_metadata(report, csv_path) -> dict:
 
 @dg.asset(
     group_name="governance",
-    kinds={"lancedb", "duckdb"},
+    kinds={"lancedb", "numpy"},
     check_specs=[
         dg.AssetCheckSpec(
             CHECK_NAME,
