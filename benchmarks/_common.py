@@ -25,3 +25,21 @@ def machine() -> str:
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu_model()}), {mem:.0f} GiB RAM, "
         f"Python {platform.python_version()}, load {load:.1f}"
     )
+
+
+def peak_rss_mib() -> float:
+    """This process's own peak RSS in MiB (VmHWM: imports included, counted from exec).
+
+    `getrusage(RUSAGE_SELF).ru_maxrss` is not that in a child process: Linux carries the
+    parent's high-water mark across fork + exec, so a small measuring child of a parent that
+    just built a 1M-row store reports the parent's peak. Falls back to ru_maxrss off Linux.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

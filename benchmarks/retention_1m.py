@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys as _sys
 from pathlib import Path as _Path
 
 _sys.path.insert(0, str(_Path(__file__).resolve().parent))
-import platform
-import resource
+from _common import peak_rss_mib  # noqa: E402
 import shutil
 import subprocess
 import sys
@@ -144,7 +142,7 @@ def measure(root: Path) -> dict:
         "rows_deleted": uc.rows_deleted, "bytes_reclaimed": uc.bytes_reclaimed, "disk_before": size_before,
         "disk_after": sum(store.table_sizes().values()), "dirty_tables": dirty,
         "fragments_rewritten": {t: e.get("fragments_rewritten") for t, e in res.purge.items()},
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss_mib(), 1),  # VmHWM of this measuring process (not the parent's)
     }
 
 
