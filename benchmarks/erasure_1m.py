@@ -135,6 +135,8 @@ def main() -> None:
         info = build(s, args.chunks)
         print(f"setup: {info['documents']:,} documents, {info['chunks']:,} chunks x 2 versions, {info['subjects']:,} subjects, "
               f"{info['fragments']} fragments/table, {info['bytes'] / 1e9:.2f} GB, built in {info['seconds']:.0f}s", flush=True)
+        os.sync()  # flush the 3.5 GB just written, so its writeback does not land in the timed runs
+    print(f"load average before the timed runs: {' '.join(open('/proc/loadavg').read().split()[:3])}", flush=True)
     n_subjects = args.chunks // CHUNKS_PER_DOC // DOCS_PER_SUBJECT
     rng = np.random.default_rng(5)
     picks = [f"user-{i:06d}" for i in rng.choice(n_subjects, size=args.batch + 1, replace=False)]

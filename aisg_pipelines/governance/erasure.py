@@ -396,27 +396,68 @@ class Manifest:
 def distinctive_windows(data: bytes, n: int, width: int = 48) -> list[bytes]:
     """Up to n non-overlapping windows of `data`, preferring digit-rich, varied ones
     (random numbers are what makes a window unique to this subject's text)."""
-    if n <= 0 or len(data) < 16:
-        return []
-    if len(data) <= width:
-        return [data]
-    scored = []
-    for start in range(0, len(data) - width + 1, max(1, width // 4)):
-        w = data[start:start + width]
-        if b"<" in w or b">" in w or w.strip() != w or b"\n" in w:  # placeholders and layout are shared by everyone
+    return distinctive_windows_many([data], n, width)[0]
+
+
+def distinctive_windows_many(texts: list[bytes], n: int, width: int = 48) -> list[list[bytes]]:
+    """`distinctive_windows` for many texts at once (one vectorised numpy pass over all of them).
+
+    Candidate windows start at 0, width/4, ... of each text; a window is skipped if it holds a
+    placeholder bracket or a newline or starts/ends with whitespace (layout and placeholders are
+    shared by everyone). Score = 4 x digits + distinct bytes + 1000 if every 16-byte piece holds a
+    digit (such windows make selective scan keys); the best non-overlapping ones are taken."""
+    out: list[list[bytes]] = [[] for _ in texts]
+    if n <= 0:
+        return out
+    big = []
+    for i, d in enumerate(texts):
+        if len(d) < 16:
             continue
-        digits = sum(48 <= b <= 57 for b in w)
-        # windows whose every 16-byte piece holds a digit make selective scan keys
-        dense = all(any(48 <= b <= 57 for b in w[k:k + 16]) for k in range(0, len(w) - 15))
-        scored.append((digits * 4 + len(set(w)) + (1000 if dense else 0), start, w))
-    scored.sort(key=lambda t: (-t[0], t[1]))
-    chosen: list[tuple[int, bytes]] = []
-    for _, start, w in scored:
-        if all(abs(start - s) >= width for s, _ in chosen):
-            chosen.append((start, w))
-            if len(chosen) >= n:
-                break
-    return [w for _, w in sorted(chosen)]
+        if len(d) <= width:
+            out[i] = [d]
+        else:
+            big.append(i)
+    if not big:
+        return out
+    lens = np.array([len(texts[i]) for i in big], dtype=np.int64)
+    bases = np.concatenate(([0], np.cumsum(lens)[:-1]))
+    buf = b"".join(texts[i] for i in big)
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    step = max(1, width // 4)
+    counts = (lens - width) // step + 1
+    tid = np.repeat(np.arange(len(big)), counts)
+    local = (np.arange(tid.size) - np.repeat(np.cumsum(counts) - counts, counts)) * step
+    starts = bases[tid] + local
+    isdig = (arr >= 48) & (arr <= 57)
+    cs = np.concatenate(([0], np.cumsum(isdig, dtype=np.int64)))
+    digits = cs[starts + width] - cs[starts]
+    bad = (arr == 60) | (arr == 62) | (arr == 10)
+    cb = np.concatenate(([0], np.cumsum(bad, dtype=np.int64)))
+    ws_ = np.zeros(256, dtype=bool)
+    ws_[list(b" \t\n\r\x0b\x0c")] = True
+    ok = (cb[starts + width] == cb[starts]) & ~ws_[arr[starts]] & ~ws_[arr[starts + width - 1]]
+    nodig16 = (cs[16:] - cs[:-16]) == 0  # 16-byte piece starting at k has no digit
+    cz = np.concatenate(([0], np.cumsum(nodig16, dtype=np.int64)))
+    dense = cz[starts + width - 15] == cz[starts]
+    srt = np.sort(np.lib.stride_tricks.sliding_window_view(arr, width)[starts], axis=1)
+    distinct = 1 + np.count_nonzero(np.diff(srt, axis=1), axis=1)
+    score = digits * 4 + distinct + np.where(dense, 1000, 0)
+    sel = np.flatnonzero(ok)
+    order = sel[np.lexsort((local[sel], -score[sel], tid[sel]))]  # by text, best score, earliest
+    t_sorted = tid[order]
+    bounds = np.searchsorted(t_sorted, np.arange(len(big) + 1))
+    loc_sorted = local[order].tolist()
+    for k, i in enumerate(big):
+        lo, hi = int(bounds[k]), int(bounds[k + 1])
+        chosen: list[int] = []
+        for st in loc_sorted[lo:hi] if n > 1 else loc_sorted[lo:min(hi, lo + 1)]:
+            if all(abs(st - c) >= width for c in chosen):
+                chosen.append(st)
+                if len(chosen) >= n:
+                    break
+        d = texts[i]
+        out[i] = [d[st:st + width] for st in sorted(chosen)]
+    return out
 
 
 def _is_in(arr: pa.ChunkedArray | pa.Array, values: Iterable[str]) -> pa.Array:
@@ -424,6 +465,15 @@ def _is_in(arr: pa.ChunkedArray | pa.Array, values: Iterable[str]) -> pa.Array:
     if not vals:
         return pa.array([False] * len(arr))
     return pc.fill_null(pc.is_in(arr, value_set=pa.array(vals, pa.string())), False)
+
+
+FETCH_BATCH = 20_000
+
+
+def _fetch(store: LanceStore, table: str, columns: list[str], column: str, ids: Iterable[str]) -> pa.Table:
+    """Rows whose `column` (one of our own id columns) is in `ids`. The filter is a pyarrow
+    expression, not SQL text: no string is parsed, and one call replaces many 1000-id IN lists."""
+    return store.dataset(table).to_table(columns=columns, filter=pc.field(column).isin(pa.array(list(ids), pa.string())))
 
 
 def _other_tables(store: LanceStore) -> list[str]:
@@ -474,9 +524,11 @@ def discover(settings, store: LanceStore, subjects: dict[str, str]) -> tuple[dic
         if pc.any(m).as_py():
             f = b.filter(m)
             doc_owner.update(zip(f.column(0).to_pylist(), f.column(1).to_pylist()))
-    for ids in batched(sorted(doc_owner), 1000):
-        t = store.scan(DOCUMENTS, ["doc_id", "subject_id", "file_path", "file_sha256", "text", "text_sha256", "legal_hold"], filter=in_filter("doc_id", ids))
-        for r in t.to_pylist():
+    for ids in batched(sorted(doc_owner), FETCH_BATCH):
+        t = _fetch(store, DOCUMENTS, ["doc_id", "subject_id", "file_path", "file_sha256", "text", "text_sha256", "legal_hold"], "doc_id", ids)
+        rows = t.to_pylist()
+        windows = distinctive_windows_many([(r["text"] or "").encode("utf-8") for r in rows], 4)
+        for r, wins in zip(rows, windows):
             if r["subject_id"] not in subjects:  # re-check in memory (the filter was on our ids only)
                 continue
             man = manifests[subjects[r["subject_id"]]]
@@ -485,7 +537,7 @@ def discover(settings, store: LanceStore, subjects: dict[str, str]) -> tuple[dic
             man.doc_ids.append(r["doc_id"])
             if r["legal_hold"]:
                 man.held_documents += 1
-            for w in distinctive_windows((r["text"] or "").encode("utf-8"), 4):
+            for w in wins:
                 man.fingerprints[w.hex()] = "document_text"
             for hx in (r["text_sha256"], r["file_sha256"]):
                 if hx:
@@ -504,14 +556,16 @@ def discover(settings, store: LanceStore, subjects: dict[str, str]) -> tuple[dic
             for cid, did, sid in zip(f.column(0).to_pylist(), f.column(1).to_pylist(), f.column(2).to_pylist()):
                 chunk_owner[cid] = sid if sid in subjects else doc_owner[did]
     chunk_doc: dict[str, str] = {}
-    for ids in batched(sorted(chunk_owner), 1000):
-        t = store.scan(CHUNKS, ["chunk_id", "doc_id", "text", "content_sha256"], filter=in_filter("chunk_id", ids))
-        for r in t.to_pylist():
+    for ids in batched(sorted(chunk_owner), FETCH_BATCH):
+        t = _fetch(store, CHUNKS, ["chunk_id", "doc_id", "text", "content_sha256"], "chunk_id", ids)
+        rows = t.to_pylist()
+        windows = distinctive_windows_many([(r["text"] or "").encode("utf-8") for r in rows], 1)
+        for r, wins in zip(rows, windows):
             man = manifests[subjects[chunk_owner[r["chunk_id"]]]]
             chunk_doc[r["chunk_id"]] = r["doc_id"]
             man.add("lancedb.chunks", r["chunk_id"], r["content_sha256"] or sha256_hex(r["text"] or ""))
             man.add_ids(CHUNKS, "chunk_id", [r["chunk_id"]])
-            for w in distinctive_windows((r["text"] or "").encode("utf-8"), 1):
+            for w in wins:
                 man.fingerprints[w.hex()] = "chunk_text"
             if r["content_sha256"]:
                 man.fingerprints[r["content_sha256"].encode().hex()] = "content_hash"
@@ -525,8 +579,8 @@ def discover(settings, store: LanceStore, subjects: dict[str, str]) -> tuple[dic
                 f = b.filter(m)
                 for cid, did in zip(f.column(0).to_pylist(), f.column(1).to_pylist()):
                     owner[cid] = chunk_owner.get(cid) or doc_owner[did]
-        for ids in batched(sorted(owner), 1000):
-            t = store.scan(table, ["chunk_id", "vector"], filter=in_filter("chunk_id", ids))
+        for ids in batched(sorted(owner), FETCH_BATCH):
+            t = _fetch(store, table, ["chunk_id", "vector"], "chunk_id", ids)
             vec = t.column("vector").combine_chunks()
             flat = vec.flatten().to_numpy(zero_copy_only=False).reshape(len(vec), -1) if len(vec) else np.zeros((0, 0))
             for i, cid in enumerate(t.column("chunk_id").to_pylist()):
@@ -701,12 +755,17 @@ _Q = 8
 _TABLE_BITS = 22
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _MULT2 = np.uint64(0xC2B2AE3D27D4EB4F)
-_M64 = (1 << 64) - 1
 
 
-def _pair_hash(a: int, b: int) -> int:
-    """Same as the vectorised ((a*M) ^ (b*M2)) in uint64 arithmetic."""
-    return ((a * int(_MULT)) & _M64) ^ ((b * int(_MULT2)) & _M64)
+_MULT3 = np.uint64(0x165667B19E3779F9)
+
+
+def _key_hash(words: list[np.ndarray]) -> np.ndarray:
+    """Mix 2 or 3 uint64 key words into one (uint64 wrap-around arithmetic)."""
+    h = words[0] * _MULT
+    for w, m in zip(words[1:], (_MULT2, _MULT3)):
+        h ^= w * m
+    return h
 
 
 def _byte_rank(b: int) -> int:
@@ -724,14 +783,16 @@ def _byte_rank(b: int) -> int:
 class PatternScanner:
     """Find many byte patterns in large buffers quickly (numpy, no per-byte Python).
 
-    Patterns of length >= 8 are grouped by length. Within a group of minimum length L and
-    key length q (8, or 16 for patterns >= 24 bytes), every occurrence covers one of the
-    sampled positions 0, s, 2s, ... with s = L - q + 1. At each sampled position the 8 bytes
-    there are looked up in a hash bitmap of the patterns' 8-byte windows at offsets 0..s-1;
-    for q = 16 the next 8 bytes must also hit a second bitmap (common words shared by many
-    texts pass the first stage, rarely both). Survivors are compared in full. The cost is
-    one vectorised pass over len/s positions per group, whatever the number of patterns.
-    Patterns shorter than 8 bytes use bytes.find.
+    Patterns of 24+ bytes are grouped by length band. Within a group of minimum length L and
+    key length q (16 for 24..47 bytes, 24 for 48+), every occurrence covers one of the
+    sampled positions 0, s, 2s, ... with s = L - q + 1. At each sampled position the first
+    8 bytes are looked up in a hash bitmap of the patterns' keys at offsets 0..s-1, then the
+    next 8 bytes, then a hash of all q bytes (texts sharing a vocabulary pass the word-level
+    stages; 24-byte keys of digit-rich windows rarely pass the last one), then an exact
+    vectorised lookup of the key words; only those candidates are compared in full in Python.
+    The cost is one vectorised pass over len/s positions per group, whatever the number of
+    patterns. 8..23-byte patterns (identifiers) are found by their rarest byte (below);
+    patterns shorter than 8 bytes use bytes.find.
     """
 
     def __init__(self, patterns: Iterable[bytes]):
@@ -750,29 +811,43 @@ class PatternScanner:
                 self.anchors[(p[j], j, len(p))][int.from_bytes(p[-_Q:], "little")].append(i)
         self.anchor_keys = {k: np.array(sorted(v), dtype=np.uint64) for k, v in self.anchors.items()}
         self.anchor_bitmaps = {k: self._bitmap(v) for k, v in self.anchors.items()}
-        for lo, hi, q in ((24, 48, 16), (48, 1 << 30, 16)):  # a few short texts must not slow the 48+ band
+        for lo, hi, q in ((24, 48, 16), (48, 1 << 30, 24)):  # a few short texts must not slow the 48+ band
             idx = [i for i in long_ if lo <= len(self.patterns[i]) < hi]
-            if not idx:
-                continue
-            s = min(len(self.patterns[i]) for i in idx) - q + 1
-            keymap: dict[int, list[tuple[int, int]]] = defaultdict(list)
-            second: set[int] = set()
-            pairs: set[int] = set()
-            for i in idx:
-                p = self.patterns[i]
-                for o in range(s):
-                    a = int.from_bytes(p[o:o + 8], "little")
-                    b = int.from_bytes(p[o + 8:o + 16], "little")
-                    keymap[a].append((i, o))
-                    second.add(b)
-                    pairs.add(_pair_hash(a, b))
-            # three filters: first 8 bytes, next 8 bytes, and the pair (so that common words in
-            # both halves, e.g. in texts sharing a vocabulary, rarely reach the Python check)
-            self.groups.append((s, q, keymap, self._bitmap(keymap), (self._bitmap(second), self._bitmap(pairs))))
+            if idx:
+                self.groups.append(self._group(idx, q))
+
+    def _group(self, idx: list[int], q: int):
+        """Sampling group for patterns idx (all >= L bytes, L = the shortest), key length q (16|24).
+
+        Every occurrence covers a sampled position (multiple of s = L - q + 1) at some offset
+        o in 0..s-1 of the pattern; the q bytes there are its key. Built vectorised: only the
+        first L bytes of each pattern are needed. Filters: first 8 bytes, second 8 bytes, and a
+        hash of all q bytes (texts sharing a vocabulary pass the word-level stages, rarely the
+        whole key); then a sorted-key lookup checks the key words exactly, and only real
+        candidates reach the full byte comparison."""
+        L = min(len(self.patterns[i]) for i in idx)
+        s = L - q + 1
+        nw = q // 8
+        P = np.frombuffer(b"".join(self.patterns[i][:L] for i in idx), dtype=np.uint8).reshape(len(idx), L)
+        pid = np.array(idx, dtype=np.int64)
+        words = [[] for _ in range(nw)]
+        offs, pids = [], []
+        for o in range(s):
+            for w in range(nw):
+                words[w].append(np.ascontiguousarray(P[:, o + 8 * w:o + 8 * w + 8]).view("<u8").ravel())
+            offs.append(np.full(len(idx), o, dtype=np.int64))
+            pids.append(pid)
+        W = [np.concatenate(x) for x in words]
+        off = np.concatenate(offs)
+        pids_ = np.concatenate(pids)
+        full = _key_hash(W)
+        order = np.argsort(W[0], kind="stable")
+        keys = tuple(x[order] for x in W)
+        return (s, q, self._bitmap(W[0]), self._bitmap(W[1]), self._bitmap(full), keys, off[order], pids_[order])
 
     @staticmethod
     def _bitmap(keys: Iterable[int]):
-        arr = np.array(sorted(keys), dtype=np.uint64)
+        arr = np.unique(np.asarray(keys if isinstance(keys, np.ndarray) else sorted(keys), dtype=np.uint64))
         bits = min(28, max(_TABLE_BITS, int(len(arr) * 64).bit_length()))  # at most ~1.5% full
         bm = np.zeros(1 << bits, dtype=bool)
         shift = np.uint64(64 - bits)
@@ -787,7 +862,7 @@ class PatternScanner:
         if n == 0 or not self.patterns:
             return []
         every = np.ndarray((n - 7,), dtype="<u8", buffer=mv, strides=(1,)) if n >= 8 else None
-        for s, q, keymap, (bm1, sh1), second in self.groups:
+        for s, q, (bm1, sh1), (bm2, sh2), (bm3, sh3), keys, koff, kpid in self.groups:
             total = (n - q) // s + 1 if n >= q else 0
             step = 1 << 21
             for start in range(0, total, step):
@@ -800,23 +875,34 @@ class PatternScanner:
                 if cand.size == 0:
                     continue
                 pos = (cand + start) * s
-                (bm2, sh2), (bm3, sh3) = second
                 v2 = every[pos + 8]
                 ok = bm2[(v2 * _MULT) >> sh2]
-                pos, v2 = pos[ok], v2[ok]
-                if pos.size == 0:
-                    continue
-                v1 = every[pos]
-                ok = bm3[(((v1 * _MULT) ^ (v2 * _MULT2)) * _MULT) >> sh3]
                 pos = pos[ok]
                 if pos.size == 0:
                     continue
-                for p0, val in zip(pos.tolist(), every[pos].tolist()):
-                    for i, o in keymap.get(val, ()):
-                        st = p0 - o
-                        pat = self.patterns[i]
-                        if st >= 0 and mv[st:st + len(pat)] == pat:
-                            hits.add((i, st))
+                ws = [every[pos + 8 * w] for w in range(q // 8)]
+                ok = bm3[(_key_hash(ws) * _MULT) >> sh3]
+                pos = pos[ok]
+                if pos.size == 0:
+                    continue
+                ws = [w[ok] for w in ws]
+                # exact key lookup, vectorised: every (pattern, offset) whose q key bytes equal these
+                lo = np.searchsorted(keys[0], ws[0], side="left")
+                hi = np.searchsorted(keys[0], ws[0], side="right")
+                n_e = hi - lo
+                if not n_e.any():
+                    continue
+                rep = np.repeat(np.arange(pos.size), n_e)
+                ent = lo[rep] + (np.arange(rep.size) - np.repeat(np.cumsum(n_e) - n_e, n_e))
+                good = np.ones(rep.size, dtype=bool)
+                for w in range(1, q // 8):
+                    good &= keys[w][ent] == ws[w][rep]
+                st = pos[rep] - koff[ent]
+                good &= st >= 0
+                for i, s0 in zip(kpid[ent[good]].tolist(), st[good].tolist()):
+                    pat = self.patterns[i]
+                    if mv[s0:s0 + len(pat)] == pat:
+                        hits.add((i, s0))
         if every is not None and self.anchors:
             arr = np.frombuffer(mv, dtype=np.uint8)
             block = 1 << 26
