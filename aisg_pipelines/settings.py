@@ -64,6 +64,7 @@ ENV_VARS: dict[str, str] = {
     "AISG_REPORT_TIMEZONE": "timezone of compliance-report periods and their schedules (Monday/1st 06:00), read when the code location loads (default Asia/Seoul)",
     "AISG_PROMETHEUS_TEXTFILE": "Prometheus textfile-collector file of the governance gauges (default $AISG_EXPORTS_DIR/metrics/aisg_governance.prom)",
     "AISG_SIGNING_KEY_FILE": "Ed25519 private key (PEM) that signs erasure certificates (default: a development key generated in $AISG_SECRETS_DIR)",
+    "AISG_PURGE_UNVERIFIED_GRACE_SECONDS": "the physical purge removes files of killed (never committed) LanceDB writes once they are this old; younger ones may be a commit in progress (default 900)",
     "AISG_SIGNING_PUBLIC_KEY_FILE": "its public key (PEM) for `aisg verify-certificate` (default <signing key file>.pub.pem)",
 }
 

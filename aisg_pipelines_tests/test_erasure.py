@@ -485,3 +485,34 @@ def test_pattern_scanner_many_similar_identifiers():
             i = data.find(p, i + 1)
         assert {off for q, off in hits if q == p} == expect, p
     assert all((p, pos) in hits for p, pos in targets.items())
+
+
+def test_trace_in_an_uncommitted_write_fails_verification_until_the_grace_period_passes(world, monkeypatch):
+    """A writer killed before its commit left a data file with the subject's chunks. The purge
+    keeps it while it is younger than the grace period (it could be a commit in progress), so
+    the byte scan finds it and the request fails, naming the cause; resubmitted once the file
+    is past the grace period, the purge removes it and the request is certified."""
+    from lance.fragment import LanceFragment
+
+    s, _ = world
+    store = LanceStore(s.lancedb_uri)
+    ds = store.dataset(CHUNKS)
+    rows = ds.to_table(filter=None)
+    rows = rows.filter(pc.equal(rows["subject_id"], TARGET))
+    assert rows.num_rows > 0
+    LanceFragment.create(ds.uri, rows, schema=ds.schema)  # written, never committed
+    assert len(store.unreferenced_files(CHUNKS)) == 1
+
+    monkeypatch.setenv("AISG_PURGE_UNVERIFIED_GRACE_SECONDS", "900")
+    _, res = er.erase_subject(s, TARGET, requested_by="dpo", request_id="req-grace-1", clock=CLOCK)
+    (out,) = res.outcomes
+    assert out.status == "failed", out
+    assert "lancedb/chunks.lance/data/" in out.failure and "younger than AISG_PURGE_UNVERIFIED_GRACE_SECONDS" in out.failure
+    assert _subject_counts(s).get(f"chunks:{TARGET}", 0) == 0  # the committed rows are gone already
+
+    monkeypatch.setenv("AISG_PURGE_UNVERIFIED_GRACE_SECONDS", "0")  # the grace period has passed
+    _, res2 = er.erase_subject(s, TARGET, requested_by="dpo", request_id="req-grace-2", clock=CLOCK)
+    (out2,) = res2.outcomes
+    assert out2.status == "certified", out2.failure
+    assert store.unreferenced_files(CHUNKS) == []
+    assert _grep(s, [TARGET.encode()]).get(TARGET.encode(), []) == []

@@ -1320,7 +1320,10 @@ def process_requests(
         hook("files_removed")
 
         t = time.perf_counter()
-        tables = sorted({tb for m in manifests.values() for tb in m.lance_ids} | {n for n in store.table_names() if _has_deletions(store, n)})
+        # also every table a killed run or a killed write left dirty (deletion files, files no
+        # version references): their bytes may hold the subject too
+        tables = sorted({tb for m in manifests.values() for tb in m.lance_ids}
+                        | {n for n in store.table_names() if _has_deletions(store, n) or store.unreferenced_files(n)})
         stats = store.purge(tables)
         res.purge = stats.tables
         res.timings["purge"] = time.perf_counter() - t
@@ -1359,7 +1362,10 @@ def process_requests(
             }
             if mine or api_matches:
                 where = "; ".join(f"{f.location} ({f.kind} x{f.count})" for f in mine[:20])
-                _fail(ledger, rid, f"verification found traces: {api_matches} API matches {sorted(api.matches)[:10]}; bytes: {where}", clock(), verification=verification)
+                in_grace = sum((e.get("unverified_files") or {}).get("kept_in_grace", 0) for e in (res.purge or {}).values())
+                hint = (f"; {in_grace} file(s) of uncommitted LanceDB writes were younger than AISG_PURGE_UNVERIFIED_GRACE_SECONDS "
+                        "and kept (they may be a commit in progress): if the traces are there, resubmit after that period") if in_grace else ""
+                _fail(ledger, rid, f"verification found traces: {api_matches} API matches {sorted(api.matches)[:10]}; bytes: {where}{hint}", clock(), verification=verification)
                 (pdir / f"{rid}.json").unlink(missing_ok=True)
                 continue
             stamp = clock()
@@ -1420,7 +1426,7 @@ def certificate_id_for(request_id: str) -> str:
 METHOD = [
     "discovery by in-memory comparison of subject_id/user_id columns (pyarrow), never a filter string",
     "LanceDB rows deleted by internal ids (doc_id, chunk_id, row_id) in documents, chunks, every embeddings_<version> table and telemetry tables",
-    "physical purge: compaction materialising deletions (threshold 0), scalar index rebuild, tags moved, cleanup_old_versions(older_than=0, delete_unverified=True)",
+    "physical purge: compaction materialising deletions (threshold 0), scalar index rebuild, tags moved, cleanup_old_versions(older_than=0), unreferenced leftovers of killed writes past the grace period",
     "landing-zone and quarantine files and sidecars deleted; log/metric/export lines naming the subject removed",
     "verification: every table and version via the Lance API, and a byte-level scan of every file under every storage root plus decoded string columns of every Lance file",
     "subject added to the erasure denylist as a salted hash",

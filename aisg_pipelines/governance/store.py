@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -105,11 +106,18 @@ class PurgeStats:
         return sum(t.get("old_versions", 0) for t in self.tables.values())
 
 
+# A write that has not committed after this long was killed: its files are leftovers.
+DEFAULT_UNVERIFIED_GRACE_SECONDS = 900.0
+
+
 class LanceStore:
-    def __init__(self, uri: str, storage_options: dict[str, str] | None = None):
+    def __init__(self, uri: str, storage_options: dict[str, str] | None = None, *, unverified_grace_seconds: float | None = None):
         self.uri = uri
         self.storage_options = storage_options or None
         self._db = None
+        if unverified_grace_seconds is None:
+            unverified_grace_seconds = float(os.environ.get("AISG_PURGE_UNVERIFIED_GRACE_SECONDS", DEFAULT_UNVERIFIED_GRACE_SECONDS))
+        self.unverified_grace_seconds = unverified_grace_seconds
 
     # -- connection and tables ---------------------------------------------------------
     @property
@@ -268,9 +276,12 @@ class LanceStore:
         2. scalar indices are rebuilt so no index page keeps a deleted id;
         3. tags pointing at older versions are moved to the latest one (a tag pins its
            version's files and blocks cleanup);
-        4. cleanup_old_versions(older_than=0, delete_unverified=True) drops old manifests,
+        4. cleanup_old_versions(older_than=0, delete_unverified=False) drops old manifests,
            transaction files (which hold delete predicates verbatim), data, deletion and
-           index files.
+           index files of every older version;
+        5. leftovers of killed writes (files no version references) older than the grace
+           period (`AISG_PURGE_UNVERIFIED_GRACE_SECONDS`, 900) are removed; younger ones may
+           belong to a commit in progress in another process, so they stay.
         Each step opens a fresh dataset handle (see `dataset`).
 
         Only the fragments holding a deleted row are rewritten, at their own size: lance's
@@ -323,7 +334,10 @@ class LanceStore:
                 moved.append(tag)
         entry["tags_moved"] = moved
         ds = self.dataset(name)
-        c = ds.cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
+        # delete_unverified=False: a file no manifest has ever referenced may belong to a
+        # write in progress in another process (an ingest committing right now); lance keeps
+        # those, which is safe. Every file of an old version is referenced, so it goes.
+        c = ds.cleanup_old_versions(older_than=timedelta(0), delete_unverified=False)
         entry.update(
             bytes_removed=c.bytes_removed,
             old_versions=c.old_versions,
@@ -332,9 +346,60 @@ class LanceStore:
             index_files_removed=c.index_files_removed,
             deletion_files_removed=c.deletion_files_removed,
         )
+        entry["unverified_files"] = self._sweep_unverified(name)
         entry["version_after"] = self.dataset(name).version
         entry["versions_left"] = len(self.dataset(name).versions())
         return entry
+
+    def unreferenced_files(self, name: str) -> list[Path]:
+        """Data, deletion and index files of a local table that the latest version does not
+        reference (after a purge's cleanup: leftovers of writes that never committed, or a
+        commit in progress). Empty on object storage."""
+        if self.local_root() is None or not self.has_table(name):
+            return []
+        ds = self.dataset(name)
+        table_dir = Path(ds.uri)
+        frags = ds.get_fragments()
+        referenced = {f"data/{d.path}" for f in frags for d in f.metadata.data_files()}
+        referenced |= {f.deletion_file() for f in frags if f.deletion_file() is not None}
+        index_dirs = {f"_indices/{i['uuid']}" for i in ds.list_indices()}
+        out: list[Path] = []
+        for sub in ("data", "_deletions", "_indices"):
+            base = table_dir / sub
+            if not base.is_dir():
+                continue
+            for p in base.rglob("*"):
+                rel = p.relative_to(table_dir).as_posix()
+                if p.is_file() and rel not in referenced and not (sub == "_indices" and "/".join(rel.split("/")[:2]) in index_dirs):
+                    out.append(p)
+        return out
+
+    def _sweep_unverified(self, name: str) -> dict[str, Any]:
+        """Remove the unreferenced files (`unreferenced_files`: leftovers of a write killed
+        before its commit, which can hold rows) once they are older than the grace period.
+        Lance itself keeps such files 7 days, or deletes them at any age with
+        delete_unverified=True, which can corrupt a table another process is committing to.
+        Younger leftovers are kept and counted; the erasure byte scan reports any that still
+        hold a subject's data, and a later purge removes them. Local stores only: on object
+        storage lance's 7-day rule applies."""
+        out: dict[str, Any] = {"grace_seconds": self.unverified_grace_seconds, "removed": 0, "bytes_removed": 0, "kept_in_grace": 0}
+        if self.local_root() is None:
+            out["skipped"] = "object storage: lance removes unreferenced files after 7 days"
+            return out
+        cutoff = time.time() - self.unverified_grace_seconds
+        for p in self.unreferenced_files(name):
+            st = p.stat()
+            if st.st_mtime > cutoff:
+                out["kept_in_grace"] += 1
+                continue
+            p.unlink(missing_ok=True)
+            out["removed"] += 1
+            out["bytes_removed"] += st.st_size
+        indices = Path(self.dataset(name).uri) / "_indices"
+        for d in sorted(indices.glob("*")) if indices.is_dir() else []:
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        return out
 
     # -- storage accounting ------------------------------------------------------------
     def local_root(self) -> Path | None:
