@@ -264,3 +264,65 @@ def test_resolve_spec_from_versions_file(tmp_path, monkeypatch, model_path):
     f.write_text("versions:\n  v7:\n    model: x\n")
     with pytest.raises(ValueError, match="unknown keys"):
         resolve_spec("v7")
+
+
+def test_windowed_embedding_spans_batches_writes_per_batch_and_resumes(populated_settings, model_path):
+    """Windows smaller than a batch and spanning batches: exact rows, same vectors, batch order, resumable."""
+    from aisg_pipelines.governance.embedding import encode
+    from aisg_pipelines.governance.pipeline import embed_batches
+
+    s, _ = populated_settings
+    store, ledger = _open(s)
+    reg = VersionRegistry(ledger)
+    v2, _ = reg.register(_v2(model_path))
+    chunks = store.scan(CHUNKS, ["chunk_id", "batch_id", "text"])
+    batches = sorted(set(chunks["batch_id"].to_pylist()))
+    per_batch = {b: chunks["batch_id"].to_pylist().count(b) for b in batches}
+    n = chunks.num_rows
+    assert len(batches) >= 2 and max(per_batch.values()) > 3
+
+    # Kill after the first batch is reported: it is on disk, nothing after the second batch is.
+    seen: list[tuple[str, int]] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(r):
+        seen.append((r.batch_id, r.embedded))
+        raise Stop
+
+    with pytest.raises(Stop):
+        embed_batches(store, v2, batches, window=3, write_rows=2, on_batch=stop_after_first)
+    assert seen == [(batches[0], per_batch[batches[0]])]
+    written = store.scan(v2.table, ["chunk_id", "batch_id"])
+    ids = written["chunk_id"].to_pylist()
+    assert len(ids) == len(set(ids)) and per_batch[batches[0]] <= len(ids) < n
+    assert set(written["batch_id"].to_pylist()) <= set(batches[:2])
+
+    # Resume with a window that splits batches: in batch order, only what is missing, no duplicate.
+    progress: list[tuple[int, int]] = []
+    res = embed_batches(store, v2, batches, window=3, write_rows=2, progress=lambda d, t, e: progress.append((d, t)))
+    assert [r.batch_id for r in res] == batches
+    assert sum(r.embedded for r in res) == n - len(ids) and sum(r.skipped for r in res) == len(ids)
+    assert all(r.chunks == per_batch[r.batch_id] for r in res)
+    assert all(0 < d <= t for d, t in progress)
+    got = {r["chunk_id"]: np.asarray(r["vector"]) for r in store.scan(v2.table, ["chunk_id", "vector"]).to_pylist()}
+    assert len(got) == n == store.count(v2.table)
+    want = encode(v2.model, chunks["text"].to_pylist())  # one call, other mini-batches: same vectors
+    for cid, w in zip(chunks["chunk_id"].to_pylist(), want):
+        assert np.allclose(got[cid], w, atol=1e-5)
+    assert all(r.embedded == 0 for r in embed_batches(store, v2, batches, window=3))
+
+
+def test_encode_sorts_by_tokens_and_keeps_order(model_path):
+    from aisg_pipelines.governance.embedding import ModelSpec, encode, load_model, token_lengths
+
+    spec = ModelSpec(model_path, 128, True)
+    texts = [("짧은 문장 " * (i % 7 + 1)) + ("short text " * (i % 5)) for i in range(45)]
+    lens = token_lengths(spec, texts)
+    assert lens.max() <= 128 and len(set(lens.tolist())) > 5
+    calls: list[int] = []
+    vecs = encode(spec, texts, batch_size=8, on_step=lambda: calls.append(1))
+    assert vecs.shape == (45, 384) and vecs.dtype == np.float32 and len(calls) == 6
+    ref = load_model(spec).encode(texts, batch_size=8, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.allclose(vecs, ref, atol=1e-5)

@@ -81,15 +81,45 @@ def model_dims(spec: ModelSpec) -> int:
     return int(get())
 
 
-def encode(spec: ModelSpec, texts: list[str], batch_size: int = 32) -> np.ndarray:
+def token_lengths(spec: ModelSpec, texts: list[str]) -> np.ndarray:
+    """Tokens per text after truncation to max_seq_length (special tokens included)."""
+    model = load_model(spec)
+    enc = model.tokenizer(
+        list(texts), truncation=True, max_length=model.max_seq_length, return_attention_mask=False, return_token_type_ids=False
+    )
+    return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
+
+
+def encode(spec: ModelSpec, texts: list[str], batch_size: int = 32, *, on_step=None) -> np.ndarray:
+    """Vectors for `texts`, in order, as float32 (n, dims).
+
+    Mini-batches are formed by *token* count, not by character count: SentenceTransformer's
+    own `encode` sorts by `len(text)`, which for mixed Korean/English chunks correlates
+    poorly with the token count (r ~ 0.35 on our sample data): on 3000 sample chunks it makes
+    the model process 756k (padded) tokens where a token-length sort processes 531k. So the texts are tokenized once to get their lengths, sorted
+    longest first, and each mini-batch of `batch_size` goes through `model.encode` on its own
+    (one mini-batch per call, so its internal sort does not reorder across mini-batches).
+    The vectors are the same (max abs difference ~2e-7 from padding numerics).
+    `on_step()` is called after every mini-batch (the embed pipeline uses it to collect
+    write acknowledgements while the model keeps working).
+    """
     if not texts:
         return np.zeros((0, model_dims(spec)), dtype=np.float32)
     model = load_model(spec)
-    vecs = model.encode(
-        texts,
-        batch_size=batch_size,
-        normalize_embeddings=spec.normalize,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
-    return np.asarray(vecs, dtype=np.float32)
+    kw = dict(normalize_embeddings=spec.normalize, convert_to_numpy=True, show_progress_bar=False)
+    if len(texts) <= batch_size:
+        vecs = np.asarray(model.encode(list(texts), batch_size=batch_size, **kw), dtype=np.float32)
+        if on_step is not None:
+            on_step()
+        return vecs
+    order = np.argsort(-token_lengths(spec, texts), kind="stable")
+    out: np.ndarray | None = None
+    for start in range(0, len(texts), batch_size):
+        idx = order[start:start + batch_size]
+        vecs = model.encode([texts[i] for i in idx], batch_size=len(idx), **kw)
+        if out is None:
+            out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+        out[idx] = vecs
+        if on_step is not None:
+            on_step()
+    return out

@@ -176,63 +176,214 @@ def embed_batch(
 ) -> EmbedResult:
     """Embed what is missing for one batch under one version; a re-run with nothing changed embeds nothing.
 
-    Encoding and writing overlap: a writer thread appends finished groups while the model
-    encodes the next one, so I/O hides behind the model.
+    One batch of `embed_batches` (the Dagster partition path: one batch per run).
+    """
+    return embed_batches(store, version, [batch_id], batch_size=batch_size, write_rows=write_rows, progress=progress)[0]
+
+
+@dataclass
+class _BatchState:
+    batch_id: str
+    t0: float
+    total: int
+    todo: int
+    stale: list[str]
+    done: int = 0
+    removed: int = 0
+    encode_s: float = 0.0
+
+
+def embed_batches(
+    store: LanceStore,
+    version: EmbedVersion,
+    batch_ids: list[str],
+    *,
+    batch_size: int = 32,
+    write_rows: int = 1024,
+    window: int = 2048,
+    progress=None,
+    on_batch=None,
+) -> list[EmbedResult]:
+    """Embed what is missing for several batches under one version, in batch order.
+
+    - Plan per batch (`plan_embedding`: chunk_id + content sha256), so a re-run embeds only
+      what is missing and a re-run with nothing changed embeds nothing.
+    - Encode in windows of at most `window` texts spanning consecutive batches: one
+      token-length-sorted stream of `batch_size` mini-batches per window (less padding than
+      encoding each batch on its own). Memory stays bounded: at most two windows of texts and
+      vectors are held (the one being encoded and the one being written).
+    - Write per ingest batch, in batch order, on a writer thread: a window's vectors are
+      appended (groups of `write_rows`, never mixing batches) while the model encodes the next
+      window, so I/O hides behind the model. Stale vectors of a batch are deleted before its
+      new ones are appended. Every table mutation happens on the writer thread, one at a time.
+    - The writer runs at most one item ahead of what the caller has been told: `progress(done,
+      total, elapsed)` (per batch, after each written group) and `on_batch(EmbedResult)` (once
+      the batch's last item is written) are called on the calling thread, and only for writes
+      that are on disk. A kill at any point loses at most the window in flight.
     """
     from .embedding import encode
 
-    t0 = time.perf_counter()
-    todo, stale, total = plan_embedding(store, version, batch_id)
     schema = embeddings_schema(version.dims, {"embed_version": version.name, "model_name": version.model_name, "weights_fingerprint": version.weights_fingerprint})
     store.ensure_table(version.table, schema)
-    removed = store.delete_ids(version.table, "chunk_id", stale)
-    encode_s = 0.0
-    if todo.num_rows:
-        q: queue.Queue = queue.Queue(maxsize=2)
-        errors: list[BaseException] = []
+    window = max(int(window), 1)
+    write_rows = max(int(write_rows), 1)
 
-        def writer():
-            while (item := q.get()) is not None:
-                try:
-                    store.append(version.table, schema, item)
-                except BaseException as exc:  # surfaced in the main thread
-                    errors.append(exc)
+    work: queue.Queue = queue.Queue()  # (state index, kind, payload, last item of the batch)
+    acks: queue.Queue = queue.Queue()  # (state index, kind, rows, last, error)
+    go = threading.Semaphore(0)
+    draining = threading.Event()
 
-        th = threading.Thread(target=writer, daemon=True)
-        th.start()
-        texts = todo["text"].to_pylist()
-        done = 0
-        try:
-            for start in range(0, todo.num_rows, write_rows):
-                end = min(start + write_rows, todo.num_rows)
-                te = time.perf_counter()
-                vecs = encode(version.model, texts[start:end], batch_size=batch_size)
-                encode_s += time.perf_counter() - te
-                if vecs.shape[1] != version.dims:
-                    raise ValueError(f"model produced {vecs.shape[1]} dims, version {version.name} declares {version.dims}")
-                part = todo.slice(start, end - start)
-                q.put(
-                    pa.table(
-                        {
-                            "chunk_id": part["chunk_id"], "doc_id": part["doc_id"], "batch_id": pa.array([batch_id] * part.num_rows),
-                            "content_sha256": part["content_sha256"],
-                            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.reshape(-1), pa.float32()), version.dims),
-                            "embedded_at": pa.array([datetime.now(timezone.utc)] * part.num_rows, pa.timestamp("us", tz="UTC")),
-                        }
-                    )
+    failed = threading.Event()
+
+    def writer():
+        while (item := work.get()) is not None:
+            i, kind, payload, last = item
+            if failed.is_set():  # after a failed write nothing else is written (no append without its delete)
+                continue
+            try:
+                n = 0
+                if kind == "delete":
+                    n = store.delete_ids(version.table, "chunk_id", payload)
+                elif kind == "append":
+                    store.append(version.table, schema, payload)
+                    n = payload.num_rows
+                acks.put((i, kind, n, last, None))
+            except BaseException as exc:  # surfaced in the calling thread
+                acks.put((i, kind, 0, last, exc))
+                failed.set()
+                draining.set()
+            if not draining.is_set():
+                go.acquire()  # stay at most one item ahead of the caller
+        acks.put(None)
+
+    states: list[_BatchState] = []
+    results: list[EmbedResult] = []
+    outstanding = 0
+
+    def handle(ack) -> None:
+        nonlocal outstanding
+        outstanding -= 1
+        i, kind, n, last, err = ack
+        if err is not None:
+            raise err
+        st = states[i]
+        if kind == "delete":
+            st.removed = n
+        elif kind == "append":
+            st.done += n
+            if progress:
+                progress(st.done, st.todo, time.perf_counter() - st.t0)
+        if last:
+            r = EmbedResult(version.name, st.batch_id, st.total, st.todo, st.total - st.todo, st.removed, time.perf_counter() - st.t0, st.encode_s)
+            results.append(r)
+            if on_batch is not None:
+                on_batch(r)
+
+    def pump(block: bool = False) -> None:
+        while outstanding > 0:
+            try:
+                ack = acks.get(block=block)
+            except queue.Empty:
+                return
+            try:
+                handle(ack)
+            finally:
+                if not draining.is_set():
+                    go.release()
+
+    def put(item) -> None:
+        nonlocal outstanding
+        outstanding += 1
+        work.put(item)
+
+    # The window being assembled: ordered batch indices, text slices, whether each batch ends here.
+    parts: list[tuple[int, pa.Table]] = []
+    win_batches: list[int] = []
+    ends: set[int] = set()
+    win_rows = 0
+
+    def flush() -> None:
+        nonlocal parts, win_batches, ends, win_rows
+        vecs = None
+        if win_rows:
+            texts = [t for _, p in parts for t in p["text"].to_pylist()]
+            te = time.perf_counter()
+            vecs = encode(version.model, texts, batch_size=batch_size, on_step=pump)
+            spent = time.perf_counter() - te
+            if vecs.shape[1] != version.dims:
+                raise ValueError(f"model produced {vecs.shape[1]} dims, version {version.name} declares {version.dims}")
+        pump(block=True)  # the previous window is written: at most two windows in memory
+        offset = 0
+        by_batch: dict[int, list[pa.Table]] = {}
+        for i, p in parts:
+            v = vecs[offset:offset + p.num_rows]
+            offset += p.num_rows
+            states[i].encode_s += spent * p.num_rows / win_rows
+            now = datetime.now(timezone.utc)
+            by_batch.setdefault(i, []).append(
+                pa.table(
+                    {
+                        "chunk_id": p["chunk_id"], "doc_id": p["doc_id"], "batch_id": pa.array([states[i].batch_id] * p.num_rows, pa.string()),
+                        "content_sha256": p["content_sha256"],
+                        "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1), pa.float32()), version.dims),
+                        "embedded_at": pa.array([now] * p.num_rows, pa.timestamp("us", tz="UTC")),
+                    }
                 )
-                done = end
-                if errors:
-                    raise errors[0]
-                if progress:
-                    progress(done, todo.num_rows, time.perf_counter() - t0)
-        finally:
-            q.put(None)
+            )
+        for i in win_batches:
+            items: list[tuple[str, object]] = []
+            if states[i].stale:
+                items.append(("delete", states[i].stale))
+                states[i].stale = []
+            for tbl in by_batch.get(i, []):
+                items += [("append", tbl.slice(s, write_rows)) for s in range(0, tbl.num_rows, write_rows)]
+            if i in ends:
+                items.append(("done", None))
+            for k, (kind, payload) in enumerate(items):
+                put((i, kind, payload, i in ends and k == len(items) - 1))
+        parts, win_batches, ends, win_rows = [], [], set(), 0
+        pump()
+
+    th = threading.Thread(target=writer, name=f"embed-writer-{version.name}", daemon=True)
+    th.start()
+    ok = False
+    try:
+        for batch_id in batch_ids:
+            t_b = time.perf_counter()
+            todo, stale, total = plan_embedding(store, version, batch_id)
+            states.append(_BatchState(batch_id, t_b, total, todo.num_rows, stale))
+            i = len(states) - 1
+            todo = todo.select(["chunk_id", "doc_id", "content_sha256", "text"])
+            win_batches.append(i)
+            offset = 0
+            while True:
+                take = min(window - win_rows, todo.num_rows - offset)
+                if take > 0:
+                    parts.append((i, todo.slice(offset, take)))
+                    offset += take
+                    win_rows += take
+                if offset >= todo.num_rows:
+                    ends.add(i)
+                if win_rows >= window:
+                    flush()
+                    if offset < todo.num_rows:
+                        win_batches.append(i)
+                        continue
+                break
+        flush()
+        pump(block=True)
+        ok = True
+    finally:
+        if not ok:
+            draining.set()
+            go.release()
+        work.put(None)
+        if ok:
             th.join()
-        if errors:
-            raise errors[0]
+        else:
+            th.join(timeout=60)  # finish writing what is already encoded, then give up
     store.ensure_indices(version.table)
-    return EmbedResult(version.name, batch_id, total, todo.num_rows, total - todo.num_rows, removed, time.perf_counter() - t0, encode_s)
+    return results
 
 
 def search(store: LanceStore, version: EmbedVersion, query: str, k: int = 5) -> list[dict]:

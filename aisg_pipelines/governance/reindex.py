@@ -6,8 +6,9 @@ demo, the tests and the benchmark all call these functions.
 - Versions are declared in `embed_versions.yaml` (repo root, or $AISG_EMBED_VERSIONS_FILE)
   or given explicitly; `VersionRegistry.register` refuses a name re-declared with another
   meaning.
-- `reindex()` embeds every batch with `pipeline.embed_batch` (incremental by chunk_id +
-  content sha256), so a killed reindex re-run only embeds what is missing, never writes a
+- `reindex()` embeds every batch with `pipeline.embed_batches` (incremental by chunk_id +
+  content sha256; one token-length-sorted encode stream over windows of several batches,
+  written per batch), so a killed reindex re-run only embeds what is missing, never writes a
   duplicate, and never touches the active version's table.
 - `validate_version()` is the gate: real GX expectations over (a) one row per batch
   (row parity with `chunks`, every vector matching a current chunk), (b) one row per vector
@@ -395,6 +396,7 @@ def reindex(
     activate: bool = True,
     batch_size: int = 32,
     write_rows: int = 1024,
+    window: int = 2048,
     sample_size: int = 100,
     on_registered: Callable[[str], None] | None = None,
     on_batch: Callable[[BatchProgress, Any], None] | None = None,
@@ -407,7 +409,7 @@ def reindex(
     only touched by the final `activate`. Raises ValidationFailed (version left `building`)
     when the gate refuses.
     """
-    from .pipeline import embed_batch
+    from .pipeline import embed_batches
 
     t0 = time.perf_counter()
     registry = VersionRegistry(ledger)
@@ -438,20 +440,23 @@ def reindex(
         todo = [b for b in counts if b not in done_batches]
         if not todo:
             break
-        for batch_id in todo:
-            r = embed_batch(store, version, batch_id, batch_size=batch_size, write_rows=write_rows, progress=embed_progress)
-            done_batches.add(batch_id)
+
+        def finished(r) -> None:
+            done_batches.add(r.batch_id)
             out.batches += 1
             out.chunks += r.chunks
             out.embedded += r.embedded
             out.skipped += r.skipped
             out.stale_removed += r.stale_removed
             out.encode_seconds += r.encode_seconds
-            out.per_batch.append({"batch_id": batch_id, "chunks": r.chunks, "embedded": r.embedded, "skipped": r.skipped, "stale_removed": r.stale_removed, "seconds": round(r.seconds, 3)})
+            out.per_batch.append({"batch_id": r.batch_id, "chunks": r.chunks, "embedded": r.embedded, "skipped": r.skipped, "stale_removed": r.stale_removed, "seconds": round(r.seconds, 3)})
             if on_batch is not None:
                 elapsed = time.perf_counter() - t_embed
-                on_batch(BatchProgress(out.batches, max(len(counts), out.batches), batch_id, r.chunks, r.embedded, r.skipped, r.stale_removed,
+                on_batch(BatchProgress(out.batches, max(len(counts), out.batches), r.batch_id, r.chunks, r.embedded, r.skipped, r.stale_removed,
                                        r.seconds, out.chunks, max(total, out.chunks), out.embedded, elapsed), r)
+
+        # One length-sorted encode stream over windows of several batches, written per batch.
+        embed_batches(store, version, todo, batch_size=batch_size, write_rows=write_rows, window=window, progress=embed_progress, on_batch=finished)
         counts = _batch_counts(store)
         total = sum(counts.values())
     # Vectors of batches that no longer have chunks (e.g. erased) are stale too.
@@ -507,7 +512,7 @@ def rollback(store: LanceStore, ledger: Ledger, to_version: str | None = None, *
     Chunks ingested after the switch were embedded only under the newer version, so the
     target is caught up incrementally (usually nothing) and passes the same gate first.
     """
-    from .pipeline import embed_batch
+    from .pipeline import embed_batches
 
     registry = VersionRegistry(ledger)
     current = registry.active()
@@ -518,9 +523,7 @@ def rollback(store: LanceStore, ledger: Ledger, to_version: str | None = None, *
         return RollbackResult(target.name, current.name, 0)
     if target.status not in ("retired", "validated"):
         raise VersionConflict(f"embed_version {target.name!r} is {target.status}; only a retired or validated version can be re-activated")
-    embedded = 0
-    for batch_id in _batch_counts(store):
-        embedded += embed_batch(store, target, batch_id, batch_size=batch_size).embedded
+    embedded = sum(r.embedded for r in embed_batches(store, target, list(_batch_counts(store)), batch_size=batch_size))
     rep = validate_version(store, target, sample_size=sample_size)
     if not rep.passed:
         raise ValidationFailed(target.name, rep)
