@@ -80,6 +80,15 @@ def test_reindex_blue_green_activation_search_and_rollback(populated_settings, m
     assert actions[-4:] == ["embed_version.building", "embed_version.validated", "embed_version.activate", "embed_version.reindex"]
     ev = ledger.events("embed_version.reindex")[-1].details
     assert (ev["name"], ev["previous"], ev["embedded"], ev["chunks"]) == ("v2", "v1", n_chunks, n_chunks)
+    assert ev["gate_reused"] is False and ev["gate_state"]["table_version"] == store.dataset("embeddings_v2").version
+
+    # A re-run with nothing changed writes nothing and reuses the gate that passed on this exact state.
+    rerun = reindex(store, ledger, "v2", sample_size=20)
+    assert (rerun.embedded, rerun.skipped, rerun.gate_reused, rerun.activated, rerun.status) == (0, n_chunks, True, False, "active")
+    assert (rerun.validation.vectors, rerun.validation.self_top1) == (n_chunks, res.validation.self_top1)
+    assert "nothing changed since it last passed" in rerun.summary_markdown()
+    # other gate parameters are another gate: it runs
+    assert reindex(store, ledger, "v2", sample_size=10).gate_reused is False
 
     rb = rollback(store, ledger)
     assert (rb.version, rb.previous, rb.embedded) == ("v1", "v2", 0)
@@ -92,6 +101,7 @@ def test_reindex_blue_green_activation_search_and_rollback(populated_settings, m
     # Rolling forward again needs no embedding at all.
     again = reindex(store, ledger, "v2", sample_size=20)
     assert (again.embedded, again.skipped, again.activated) == (0, n_chunks, True)
+    assert again.gate_reused is False  # a rollback happened since: the gate runs again
 
 
 def test_validation_failure_blocks_activation(populated_settings, model_path):
