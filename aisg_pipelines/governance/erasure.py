@@ -1224,6 +1224,12 @@ def _mark(ledger: Ledger, rid: str, step: str, now: datetime, conn=None, **extra
     _update(ledger, rid, conn, progress=prog)
 
 
+def _mark_all(ledger: Ledger, rids: Iterable[str], step: str, now: datetime, **extra) -> None:
+    with ledger.begin() as conn:
+        for rid in rids:
+            _mark(ledger, rid, step, now, conn=conn, **extra)
+
+
 def process_requests(
     settings,
     request_ids: Iterable[str] | None = None,
@@ -1267,10 +1273,13 @@ def process_requests(
         return res
 
     now = clock()
-    for rid in reqs:
-        if _update(ledger, rid, expect=["received"], status="in_progress", started_at=iso(now)):
-            ledger.append_event("erasure.started", {"request_id": rid}, actor=actor, subject_hash=get_request(ledger, rid)["subject_hash"])
-            _mark(ledger, rid, "started", now)
+    # One ledger transaction per step for the whole batch (a step's markers are idempotent; a
+    # commit per request and step cost ~1.5 s for 100 requests on SQLite).
+    with ledger.begin() as conn:
+        for rid in reqs:
+            if _update(ledger, rid, conn, expect=["received"], status="in_progress", started_at=iso(now)):
+                ledger.append_event("erasure.started", {"request_id": rid}, actor=actor, subject_hash=get_request(ledger, rid)["subject_hash"], conn=conn)
+                _mark(ledger, rid, "started", now, conn=conn)
     hook("started")
 
     to_verify = {rid: p for rid, p in reqs.items() if get_request(ledger, rid)["status"] == "in_progress"}
@@ -1308,15 +1317,13 @@ def process_requests(
         t = time.perf_counter()
         res.rows_deleted = delete_lance(store, manifests.values())
         res.timings["deletion"] = time.perf_counter() - t
-        for rid in to_verify:
-            _mark(ledger, rid, "deleted", clock())
+        _mark_all(ledger, to_verify, "deleted", clock())
         hook("deleted")
 
         t = time.perf_counter()
         res.files = remove_files(manifests.values())
         res.timings["files"] = time.perf_counter() - t
-        for rid in to_verify:
-            _mark(ledger, rid, "files_removed", clock())
+        _mark_all(ledger, to_verify, "files_removed", clock())
         hook("files_removed")
 
         t = time.perf_counter()
@@ -1328,10 +1335,11 @@ def process_requests(
         res.purge = stats.tables
         res.timings["purge"] = time.perf_counter() - t
         purge_summary = {n: {k: e.get(k) for k in ("version_before", "version_after", "old_versions", "versions_left", "fragments_rewritten", "tags_moved")} for n, e in stats.tables.items()}
-        for rid in to_verify:
-            _mark(ledger, rid, "purged", clock(), purge=purge_summary)
-            ledger.append_event("erasure.purged", {"request_id": rid, "tables": sorted(stats.tables), "bytes_reclaimed": stats.bytes_reclaimed,
-                                                   "versions_removed": stats.versions_removed}, actor=actor)
+        with ledger.begin() as conn:
+            for rid in to_verify:
+                _mark(ledger, rid, "purged", clock(), conn=conn, purge=purge_summary)
+                ledger.append_event("erasure.purged", {"request_id": rid, "tables": sorted(stats.tables), "bytes_reclaimed": stats.bytes_reclaimed,
+                                                       "versions_removed": stats.versions_removed}, actor=actor, conn=conn)
         hook("purged")
 
         subjects = {p["request"]["subject_id"]: rid for rid, p in to_verify.items()}

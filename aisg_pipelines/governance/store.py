@@ -305,8 +305,11 @@ class LanceStore:
         return stats
 
     def _purge_table(self, name: str) -> dict[str, Any]:
+        t0 = time.perf_counter()
         ds = self.dataset(name)
         entry: dict[str, Any] = {"version_before": ds.version}
+        seconds: dict[str, float] = {}
+        entry["seconds"] = seconds
         if any(f.deletion_file() is not None for f in ds.get_fragments()):
             frags = ds.get_fragments()
             extra: dict[str, Any] = {
@@ -325,8 +328,12 @@ class LanceStore:
             entry["fragments_rewritten"] = m.fragments_removed
         else:
             entry["fragments_rewritten"] = 0
+        seconds["compact"] = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
         if self.count(name):
             self.ensure_indices(name, rebuild=True)
+        seconds["indices"] = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
         ds = self.dataset(name)
         moved = []
         for tag, info in dict(ds.tags.list()).items():
@@ -347,7 +354,10 @@ class LanceStore:
             index_files_removed=c.index_files_removed,
             deletion_files_removed=c.deletion_files_removed,
         )
+        seconds["cleanup"] = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
         entry["unverified_files"] = self._sweep_unverified(name)
+        seconds["sweep"] = round(time.perf_counter() - t0, 3)
         entry["version_after"] = self.dataset(name).version
         entry["versions_left"] = len(self.dataset(name).versions())
         return entry
