@@ -24,6 +24,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import peak_rss_mib  # noqa: E402  (VmHWM: ru_maxrss in a child carries the parent's peak)
+
 CHUNKS_PER_DOC = 50
 DOCS_PER_BATCH = 100
 SALT = b"\x01" * 32
@@ -176,21 +179,6 @@ def build(root: Path, n_chunks: int, dims: int, seed: int = 7) -> dict:
     return spec
 
 
-def _vm_hwm_mib() -> float | None:
-    """This process's own peak RSS (VmHWM of its address space, imports included).
-
-    `ru_maxrss` is not that in a child: Linux keeps the parent's RSS at fork (here the
-    parent has just built the 1M-row store) across exec, so it reports the larger of the
-    two. VmHWM starts at exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def detect(root: Path) -> dict:
     """Runs in its own process: the measured part."""
     spec = json.loads((root / "spec.json").read_text())
@@ -216,7 +204,7 @@ def detect(root: Path) -> dict:
     for kind, ids in spec["ids"].items():
         ok = ok and report.ids(kind) == sorted(set(ids))
     return {
-        "seconds": seconds, "csv_seconds": csv_s, "import_seconds": import_s, "ru_maxrss_mib": (ru := resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "peak_rss_mib": _vm_hwm_mib() or ru,
+        "seconds": seconds, "csv_seconds": csv_s, "import_seconds": import_s, "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_rss_mib": peak_rss_mib(),
         "counts": report.counts, "expected": spec["expected"], "exact": ok, "rows_scanned": report.rows_scanned, "csv_rows": report.total, "csv": str(csv_path),
     }
 
