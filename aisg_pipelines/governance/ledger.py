@@ -196,6 +196,16 @@ class LedgerTampered(RuntimeError):
 PRUNE_ACTION = "ledger.pruned"
 
 
+def _event_problems(r, prev: str) -> list[str]:
+    """What is wrong with audit row `r` when the previous event's hash is `prev`."""
+    problems = []
+    if r.prev_hash != prev:
+        problems.append(f"event seq={r.seq} ({r.action}) links to {r.prev_hash[:12]}… but the previous event hash is {prev[:12]}…: an event was deleted, inserted or reordered")
+    if event_hash(r.prev_hash, r._asdict()) != r.event_hash:
+        problems.append(f"event seq={r.seq} ({r.action}) content does not match its hash: the event was edited")
+    return problems
+
+
 def _latest_checkpoint(conn):
     return conn.execute(sa.select(ledger_checkpoints).order_by(ledger_checkpoints.c.through_seq.desc()).limit(1)).first()
 
@@ -310,11 +320,7 @@ class Ledger:
                 n += 1
                 if cp is not None and r.seq <= cp.through_seq:
                     problems.append(f"event seq={r.seq} ({r.action}) is at or before checkpoint seq={cp.through_seq}, whose events were pruned")
-                if r.prev_hash != prev:
-                    problems.append(f"event seq={r.seq} ({r.action}) links to {r.prev_hash[:12]}… but the previous event hash is {prev[:12]}…: an event was deleted, inserted or reordered")
-                expected = event_hash(r.prev_hash, r._asdict())
-                if expected != r.event_hash:
-                    problems.append(f"event seq={r.seq} ({r.action}) content does not match its hash: the event was edited")
+                problems += _event_problems(r, prev)
                 if r.action == PRUNE_ACTION:
                     last_prune_record = r
                 prev = r.event_hash
@@ -355,8 +361,8 @@ class Ledger:
                 for r in rows:
                     if r.occurred_at >= cutoff or (r.subject_hash and r.subject_hash in held_subject_hashes):
                         break
-                    if r.prev_hash != prev or event_hash(r.prev_hash, r._asdict()) != r.event_hash:
-                        raise LedgerTampered(f"audit event seq={r.seq} ({r.action}) does not verify; nothing was pruned (see `aisg verify-ledger`)")
+                    if bad := _event_problems(r, prev):
+                        raise LedgerTampered(f"{bad[0]}; nothing was pruned (see `aisg verify-ledger`)")
                     digest.update(r.event_hash.encode())
                     prev, last = r.event_hash, r
                     prunable += 1
