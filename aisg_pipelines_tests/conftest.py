@@ -22,6 +22,24 @@ from aisg_pipelines.settings import Settings  # noqa: E402
 # A fixed clock for the sample data: tests assert exact ages and expiry against it.
 FIXED_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 
+# The real PostgreSQL server .ci/run starts (tests that need it skip with a reason when unset).
+PG_URL = os.environ.get("AISG_TEST_PG_URL")
+
+
+def pg_admin_connect(dbname: str | None = None):
+    """An autocommit psycopg2 connection to the test server (CREATE/DROP DATABASE need it)."""
+    from urllib.parse import urlsplit
+
+    import psycopg2
+
+    parts = urlsplit(PG_URL)
+    conn = psycopg2.connect(
+        host=parts.hostname, port=parts.port or 5432, user=parts.username, password=parts.password,
+        dbname=dbname or parts.path.lstrip("/"), connect_timeout=5,
+    )
+    conn.autocommit = True
+    return conn
+
 
 def settings_for(root: Path) -> Settings:
     data = root / "var"

@@ -3,10 +3,8 @@ checkpoint, the kept chain still verifies, and tampering around the checkpoint i
 
 from __future__ import annotations
 
-import os
 import secrets
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -23,7 +21,7 @@ from aisg_pipelines.governance.ledger import (
 from aisg_pipelines.governance.retention import overdue_report, run_retention
 from aisg_pipelines.governance.secrets import load_or_create_salt
 
-from .conftest import FIXED_NOW
+from .conftest import FIXED_NOW, PG_URL, pg_admin_connect
 
 OLD = FIXED_NOW - timedelta(days=9 * 365)  # past 7 years
 RECENT = FIXED_NOW - timedelta(days=30)
@@ -37,19 +35,13 @@ def ledger_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'pg-or-sqlite.db'}"
         return
-    pg = os.environ.get("AISG_TEST_PG_URL")
-    if not pg:
+    if not PG_URL:
         pytest.skip("AISG_TEST_PG_URL is unset: no PostgreSQL server (.ci/run starts one and sets it)")
-    import psycopg2
-
-    parts = urlsplit(pg)
     name = f"aisg_ledger_ret_{secrets.token_hex(4)}"
-    admin = psycopg2.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username, password=parts.password,
-                             dbname=parts.path.lstrip("/"), connect_timeout=5)
-    admin.autocommit = True
+    admin = pg_admin_connect()
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
-    url = pg.rsplit("/", 1)[0] + "/" + name
+    url = PG_URL.rsplit("/", 1)[0] + "/" + name
     try:
         yield url
     finally:

@@ -37,14 +37,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .conftest import env_for, settings_for
+from aisg_pipelines.governance.ledger import normalise_url
+
+from .conftest import PG_URL, env_for, pg_admin_connect, settings_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY_DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
 BIN = Path(sys.executable).parent
-PG_URL = os.environ.get("AISG_TEST_PG_URL")
 LOCATION = "aisg_pipelines"
 SENSOR_INTERVAL = 2
 
@@ -62,29 +63,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def psycopg2_url(url: str) -> str:
-    """SQLAlchemy 2.1 maps postgresql:// to psycopg 3; this project ships psycopg2."""
-    scheme, rest = url.split("://", 1)
-    return f"postgresql+psycopg2://{rest}" if scheme in ("postgresql", "postgres") else url
-
-
-def admin_connect(dbname: str | None = None):
-    import psycopg2
-
-    parts = urlsplit(PG_URL)
-    conn = psycopg2.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username, password=parts.password,
-        dbname=dbname or parts.path.lstrip("/"), connect_timeout=5,
-    )
-    conn.autocommit = True
-    return conn
-
-
 def pg_isready(timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            admin_connect().close()
+            pg_admin_connect().close()
             return
         except Exception:
             time.sleep(0.5)
@@ -246,7 +229,7 @@ def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("pg_e2e")
     tag = secrets.token_hex(4)
     dagster_db, ledger_db = f"aisg_e2e_{tag}", f"aisg_e2e_{tag}_ledger"
-    admin = admin_connect()
+    admin = pg_admin_connect()
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{dagster_db}"')
         cur.execute(f'CREATE DATABASE "{ledger_db}"')
@@ -334,7 +317,7 @@ def stack(tmp_path_factory):
                 os.environ[k] = v
         try:
             pg_isready(60)
-            admin = admin_connect()
+            admin = pg_admin_connect()
             with admin.cursor() as cur:
                 for db in (dagster_db, ledger_db):
                     cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
@@ -467,7 +450,7 @@ def test_runs_events_and_ledger_live_in_postgres(stack):
     assert n_events > 20
     assert not list(stack.home.glob("**/*.db")), "no sqlite storage may appear under DAGSTER_HOME"
 
-    leng = sa.create_engine(psycopg2_url(stack.ledger_url))
+    leng = sa.create_engine(normalise_url(stack.ledger_url))
     with leng.connect() as c:
         actions = Counter(c.execute(sa.text("SELECT action FROM audit_events")).scalars())
         batches = c.execute(sa.text("SELECT count(DISTINCT batch_id) FROM ingest_batches")).scalar()
