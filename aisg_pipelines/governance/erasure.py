@@ -327,6 +327,40 @@ def pending_request_ids(settings, ledger: Ledger) -> list[str]:
     return [r["request_id"] for r in list_requests(ledger, OPEN_STATUSES) if (d / f"{r['request_id']}.json").exists()]
 
 
+# -- the denylist, as ingest consults it ----------------------------------------------------
+def erased_before_hash(ledger: Ledger, subject_hash_: str) -> datetime | None:
+    """When the subject (by salted hash) was last certified erased, or None.
+
+    The latest `certified_at` of its certified requests; a denylist entry without one (a
+    ledger from before requests were kept) counts from the time it was added."""
+    from .ledger import erasure_denylist
+
+    with ledger.engine.connect() as conn:
+        cert = conn.execute(sa.select(sa.func.max(erasure_requests.c.certified_at))
+                            .where(erasure_requests.c.subject_hash == subject_hash_, erasure_requests.c.status == "certified")).scalar()
+        if cert is None:
+            cert = conn.execute(sa.select(erasure_denylist.c.added_at).where(erasure_denylist.c.subject_hash == subject_hash_)).scalar()
+    if cert is None:
+        return None
+    dt = datetime.fromisoformat(cert)
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def erased_before(ledger: Ledger, subject_id: str, settings=None, *, salt: bytes | None = None) -> datetime | None:
+    """The certified erasure time of `subject_id` (salted-hash lookup in the ledger), or None.
+
+    Ingest quarantines an upload of this subject as a replay when its `uploaded_at` precedes
+    this time; newer uploads are new data. The salt comes from `salt`, else from `settings`
+    (`load_or_create_salt`), else from `Settings.from_env()`."""
+    if salt is None:
+        if settings is None:
+            from ..settings import Settings
+
+            settings = Settings.from_env()
+        salt = _salt(settings)
+    return erased_before_hash(ledger, subject_hash(subject_id, salt))
+
+
 # -- discovery ------------------------------------------------------------------------------
 @dataclass
 class Manifest:
