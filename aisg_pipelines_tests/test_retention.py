@@ -383,3 +383,41 @@ def test_hold_cli_add_list_release(settings, code_location_env):
     assert Ledger(settings.ledger_url).active_holds()["document"] == set()
     assert "1 hold(s)" in r.invoke(main, ["hold", "list"]).output
     assert "subj-ko-001" not in r.invoke(main, ["hold", "list", "--all"]).output  # only salted hashes are stored
+
+
+@pytest.mark.parametrize("kill_at", ["delete:chunks", "delete:landing", "delete:documents"])
+def test_killed_after_deleting_rows_leaves_them_in_the_ledger_and_the_rerun_records_the_result(populated_settings, kill_at):
+    """Issue 12 finding 9: the intent (with exact planned counts) is in the ledger before the first
+    row goes; the re-run completes that intent and records its result."""
+    s, _ = populated_settings
+    _add_v2_copy(s)
+    store, led = _store(s), Ledger(s.ledger_url)
+    cutoff = AS_OF - timedelta(days=180)
+    docs = store.scan(DOCUMENTS, ["doc_id", "uploaded_at", "legal_hold"]).to_pylist()
+    doomed = sorted(d["doc_id"] for d in docs if d["uploaded_at"] < cutoff and not d["legal_hold"])
+    chunks = [c for c in store.scan(CHUNKS, ["chunk_id", "doc_id"]).to_pylist() if c["doc_id"] in doomed]
+    assert len(doomed) == 2 and chunks
+    before = {t: store.count(t) for t in ("embeddings_v1", "embeddings_v2", CHUNKS, DOCUMENTS)}
+
+    def hook(step):
+        if step == kill_at:
+            raise Killed(step)
+
+    with pytest.raises(Killed):
+        run_retention(s, now=AS_OF, hook=hook)
+    # rows are already gone (vectors at least) and the ledger says so, with exact counts
+    assert store.count("embeddings_v1") == before["embeddings_v1"] - len(chunks)
+    (intent,) = [e for e in led.events("cascade.intent")]
+    assert intent.actor == "retention" and intent.details["cause"] == "retention"
+    assert intent.details["planned"] == {"embeddings_v1": len(chunks), "embeddings_v2": len(chunks), CHUNKS: len(chunks),
+                                         DOCUMENTS: 2, "landing_files": 4}
+    assert led.events("cascade.result") == []
+    run_retention(s, now=AS_OF)
+    results = [e.details for e in led.events("cascade.result")]
+    assert results[0]["cascade_id"] == intent.details["cascade_id"] and results[0]["resumed"] is True
+    # every row the killed run planned is gone, and no other
+    after = {t: store.count(t) for t in before}
+    assert {t: before[t] - after[t] for t in before} == {k: v for k, v in intent.details["planned"].items() if k != "landing_files"}
+    from aisg_pipelines.governance.cascade import open_intents
+
+    assert open_intents(led) == [] and led.verify_chain().ok

@@ -275,6 +275,7 @@ class Retention:
         # is all gone are reported emptied too, so a run killed before the keys were removed
         # is finished by the next run.
         self.known_partitions = known_partitions or {}
+        self._resumed_batches: set[str] = set()
 
     def _old_keys(self, category: str, cutoff: datetime) -> set[str]:
         keys = self.known_partitions.get(PARTITIONS[category], [])
@@ -404,35 +405,32 @@ class Retention:
             r.rows_deleted["landing_files"] = sum(1 for _ in self._landing_files(expired_docs, delete) if _.exists())
             r.rows_deleted["quarantined_files"] = len(self._expired_quarantine(cutoff))
         else:
-            # leaf first: a killed run leaves documents (the expiry source) for the next run
-            for t in emb_tables:
-                self._step(f"delete:{t}")
-                r.rows_deleted[t] = store.delete_ids(t, "doc_id", delete)
-            self._step(f"delete:{CHUNKS}")
-            r.rows_deleted[CHUNKS] = store.delete_ids(CHUNKS, "doc_id", delete)
-            self._step("delete:landing")
-            n, size = 0, 0
-            for p in self._landing_files(expired_docs, delete):
-                if p.exists():
-                    size += p.stat().st_size
-                    p.unlink()
-                    n += 1
+            # one cascade (governance/cascade.py): intent in the ledger first, then leaf first
+            # (vectors, chunks, files, documents), then the result; a killed run leaves an open
+            # intent that the next run completes before planning anew
+            from . import cascade
+
             q = self._expired_quarantine(cutoff)
-            for p in q:
-                if p.exists():
-                    size += p.stat().st_size
-                    p.unlink()
-            r.rows_deleted["landing_files"] = n
-            r.rows_deleted["quarantined_files"] = len(q)
-            r.bytes_reclaimed += size
-            self._step(f"delete:{DOCUMENTS}")
-            r.rows_deleted[DOCUMENTS] = store.delete_ids(DOCUMENTS, "doc_id", delete)
+            plan = cascade.plan_cascade(store, doc_ids=delete, files=q, landing_dir=self.settings.landing_dir)
+            if not plan.is_empty():
+                cres = cascade.run_cascade(store, self.ledger, plan, cause="retention", actor="retention", on_step=self._step, purge=False)
+                for t in emb_tables:
+                    r.rows_deleted[t] = cres.rows.get(t, 0)
+                r.rows_deleted[CHUNKS] = cres.rows.get(CHUNKS, 0)
+                r.rows_deleted["landing_files"] = cres.landing_files_removed
+                r.rows_deleted["quarantined_files"] = cres.files_removed
+                r.rows_deleted[DOCUMENTS] = cres.rows.get(DOCUMENTS, 0)
+                r.bytes_reclaimed += cres.bytes_removed
+            else:
+                for t in [*emb_tables, CHUNKS]:
+                    r.rows_deleted[t] = 0
+                r.rows_deleted.update(landing_files=0, quarantined_files=0, documents=0)
             r.deleted = sum(1 for d in delete if not expired_docs[d].get("orphan"))
             self._touched["user_content"] = set(tables)
             self._deleted_event(r)
         # Ingest batches whose rows are all gone: candidates are the batches of deleted docs
         # and keys an earlier (killed) run reported but may not have removed.
-        candidates = {expired_docs[d]["batch_id"] for d in delete} | self._old_keys("user_content", cutoff)
+        candidates = {expired_docs[d]["batch_id"] for d in delete} | self._old_keys("user_content", cutoff) | self._resumed_batches
         r.partitions_emptied = self._emptied_batches(sorted(candidates), tables, delete)
         return r
 
@@ -502,7 +500,8 @@ class Retention:
 
     # -- system logs and metrics -----------------------------------------------------
     def telemetry(self, category: str) -> CategoryResult:
-        from .telemetry import KINDS, STRICT_DAY_RE, list_day_files, parse_line, quarantine_file, source_dir
+        from .cascade import line_hash
+        from .telemetry import KINDS, STRICT_DAY_RE, list_day_files, parse_line, quarantine_file, row_id_for, source_dir
 
         r = self._cat(category, "rows")
         cutoff = self.policies.cutoff(category, self.now)
@@ -531,6 +530,8 @@ class Retention:
         sdir = source_dir(self.settings, category)
         cutoff_day = cutoff.strftime("%Y-%m-%d")
         file_plan: list[tuple[Path, list[bytes] | None, int]] = []
+        drop_rows: set[str] = set()  # row ids of source lines that go (parsed lines)
+        drop_lines: dict[str, list[str]] = {}  # path -> hashes of undatable lines that go
         files_by_day = list_day_files(sdir)
         for day, files in files_by_day.items():
             if day > cutoff_day:
@@ -547,9 +548,13 @@ class Retention:
                     except Exception:
                         if day == cutoff_day:
                             kept.append(raw)  # undatable line of the boundary day: keep
+                        else:
+                            drop_lines.setdefault(str(p), []).append(line_hash(raw))
                         continue
                     if parsed["timestamp"] >= cutoff or self.holds.subject_held(parsed.get("user_id")):
                         kept.append(raw)
+                    else:
+                        drop_rows.add(row_id_for(category, rel, raw))
                 if len(kept) != sum(1 for x in raw_lines if x.strip()):
                     file_plan.append((p, kept or None, p.stat().st_size))
         removal = {p for p, kept, _ in file_plan if kept is None}
@@ -567,28 +572,25 @@ class Retention:
             r.rows_deleted["source_files_rewritten"] = sum(1 for _, k, _ in file_plan if k is not None)
             r.rows_deleted["quarantine_files_removed"] = len(qfiles)
         else:
-            self._step(f"delete:{table}")
-            r.rows_deleted[table] = store.delete_ids(table, "row_id", delete)
+            # one cascade: table rows and their source lines (by row id), undatable lines (by
+            # hash), quarantine files of past days; intent before, result after
+            from . import cascade
+
+            plan = cascade.plan_cascade(
+                store, telemetry={category: sorted(set(delete) | drop_rows)}, source_dirs={category: sdir},
+                source_files={category: sorted(p.relative_to(sdir).as_posix() for p, _, _ in file_plan)},
+                lines=drop_lines, files=qfiles,
+            )
+            n_q = sum(1 for q in qfiles if q.exists())
+            cres = None
+            if not plan.is_empty():
+                cres = cascade.run_cascade(store, self.ledger, plan, cause="retention", actor="retention", on_step=self._step, purge=False)
+            r.rows_deleted[table] = cres.rows.get(table, 0) if cres else 0
             r.deleted = r.rows_deleted[table]
-            self._step(f"files:{category}")
-            removed = rewritten = 0
-            for p, kept, size in file_plan:
-                if kept is None:
-                    p.unlink(missing_ok=True)
-                    removed += 1
-                    r.bytes_reclaimed += size
-                else:
-                    tmp = p.with_name("." + p.name + ".tmp")
-                    tmp.write_bytes(b"\n".join(kept) + b"\n")
-                    os.replace(tmp, p)
-                    rewritten += 1
-                    r.bytes_reclaimed += max(0, size - p.stat().st_size)
-            for q in qfiles:
-                r.bytes_reclaimed += q.stat().st_size
-                q.unlink(missing_ok=True)
-            r.rows_deleted["source_files_removed"] = removed
-            r.rows_deleted["source_files_rewritten"] = rewritten
-            r.rows_deleted["quarantine_files_removed"] = len(qfiles)
+            r.rows_deleted["source_files_removed"] = (cres.files_removed - n_q) if cres else 0
+            r.rows_deleted["source_files_rewritten"] = cres.files_rewritten if cres else 0
+            r.rows_deleted["quarantine_files_removed"] = n_q
+            r.bytes_reclaimed += cres.bytes_removed if cres else 0
             if store.has_table(table):
                 self._touched[category] = {table}
             self._deleted_event(r)
@@ -618,6 +620,8 @@ class Retention:
     # -- the run -----------------------------------------------------------------------
     def run(self) -> RetentionResult:
         t0 = time.perf_counter()
+        if not self.dry_run:
+            self._resume()
         self.retired_versions()  # before user content: no need to delete rows of a table being dropped
         self.user_content()
         self.telemetry("system_logs")
@@ -629,6 +633,15 @@ class Retention:
         for r in self.result.categories.values():
             self.ledger.append_event("retention.purge", r.audit_details(self.dry_run), actor="retention")
         return self.result
+
+    def _resume(self) -> None:
+        """Complete the cascades a killed retention run left open (their intent is in the
+        ledger; `cascade.result` records what they deleted); their emptied batches are
+        reported again with the partitions the run empties."""
+        from . import cascade
+
+        for done in cascade.resume_open(self.store, self.ledger, causes=["retention"], on_step=self._step):
+            self._resumed_batches.update(done.batches_emptied)
 
     def _purge(self) -> None:
         """The shared physical purge over every table retention touched, or a killed run left dirty."""
