@@ -674,23 +674,39 @@ def cleanup_orphans(
     res.deleted = {k: counts[k] for k in CLEANABLE}
     step = on_step or (lambda _name: None)
     if not dry_run:
-        touched: set[str] = set()
+        if ledger is None:
+            raise ValueError("cleanup_orphans deletes through the cascade, which records its intent and result in the ledger: pass ledger=")
+        from . import cascade
+
+        # a cleanup killed inside its cascade left an open intent: complete it first
+        for done in cascade.resume_open(store, ledger, causes=["orphan_cleanup"]):
+            for t, n in done.rows.items():
+                res.rows_deleted[t] = res.rows_deleted.get(t, 0) + n
         step("vectors")
+        vectors: dict[str, dict[str, list[str]]] = {}
         for table in report.embedding_tables:
             ids = sorted(
                 set(report.ids("vector_without_chunk", table)) | set(report.ids("vector_of_orphan_chunk", table)) | set(report.ids("vector_stale", table))
             )
             if ids:
-                res.rows_deleted[table] = store.delete_ids(table, "chunk_id", ids)
-                touched.add(table)
+                vectors[table] = {"chunk_id": ids}
         step("chunks")
+        keep: list[str] = []
         cands = report.ids("chunk_without_document", CHUNKS)
         if cands:
             keep = _still_orphan_chunks(store, cands)
             res.skipped["chunk_without_document"] = len(cands) - len(keep)
             res.deleted["chunk_without_document"] = len(keep)
-            res.rows_deleted[CHUNKS] = store.delete_ids(CHUNKS, "chunk_id", keep)
-            touched.add(CHUNKS)
+        # one cascade: the orphan chunks with their vectors in every version, and the listed
+        # vectors of each version (a stale vector of v2 is not a reason to touch v1)
+        plan = cascade.plan_cascade(store, chunk_ids=keep, tables=vectors)
+        touched: set[str] = set()
+        if not plan.is_empty():
+            cres = cascade.run_cascade(store, ledger, plan, cause="orphan_cleanup", actor=actor, purge=False)
+            for t, n in cres.rows.items():
+                if t in vectors or t == CHUNKS or n:
+                    res.rows_deleted[t] = res.rows_deleted.get(t, 0) + n
+                    touched.add(t)
         step("landing")
         moved = 0
         for rel in report.ids("landing_never_ingested", LANDING):
@@ -709,8 +725,8 @@ def cleanup_orphans(
         res.deleted["landing_never_ingested"] = moved
         step("purge")
         if touched:
-            stats = store.purge(sorted(touched))
-            res.purge = {"bytes_reclaimed": stats.bytes_reclaimed, "versions_removed": stats.versions_removed, "tables": sorted(stats.tables)}
+            pst = cascade.purge_tables(store, touched, include_dirty=False)
+            res.purge = {"bytes_reclaimed": pst["bytes_reclaimed"], "versions_removed": pst["versions_removed"], "tables": sorted(pst["tables"])}
         step("partitions")
         if partitions is not None:
             for key in report.ids("partition_without_data", PARTITIONS):
