@@ -129,6 +129,9 @@ def test_rematerialising_a_batch_gives_exactly_the_same_rows(populated_settings)
 
 
 def test_changed_document_reembeds_exactly_its_chunks(populated_settings):
+    """A file changed in place and its batch re-run is a replacement: the chunks the new
+    content changed or dropped go, with their vectors, through the deletion cascade (ledger
+    intent + result) before the new ones are written; unchanged chunks keep their vectors."""
     s, manifest = populated_settings
     store, ledger = _store(s), Ledger(s.ledger_url)
     active = VersionRegistry(ledger).active()
@@ -137,17 +140,25 @@ def test_changed_document_reembeds_exactly_its_chunks(populated_settings):
     path.write_text(path.read_text(encoding="utf-8") + "\n\nA completely new closing paragraph was added by the author.", encoding="utf-8")
     batch = store.scan(DOCUMENTS, ["doc_id", "batch_id"], filter=f"doc_id = '{doc['doc_id']}'")["batch_id"][0].as_py()
     before = {r["chunk_id"]: r["content_sha256"] for r in store.batch_rows(CHUNKS, batch, ["chunk_id", "content_sha256"]).to_pylist()}
-    ingest_documents(store, ledger, landing_dir=s.landing_dir, quarantine_dir=s.quarantine_dir, batch_id=batch,
-                     files=ledger.batch_files(batch), max_file_bytes=s.max_file_bytes, scrubber=get_scrubber())
+    res = ingest_documents(store, ledger, landing_dir=s.landing_dir, quarantine_dir=s.quarantine_dir, batch_id=batch,
+                           files=ledger.batch_files(batch), max_file_bytes=s.max_file_bytes, scrubber=get_scrubber())
+    assert res.replaced == [doc["doc_id"]]
     chunk_documents(store, batch, active.spec.chunker)
     after = {r["chunk_id"]: r["content_sha256"] for r in store.batch_rows(CHUNKS, batch, ["chunk_id", "content_sha256"]).to_pylist()}
     changed = {cid for cid, h in after.items() if before.get(cid) != h}
     vanished = set(before) - set(after)
     assert changed, "appending a paragraph must change at least the last chunk"
+    gone = len(changed & set(before)) + len(vanished)
+    assert res.replacement["chunk_ids"] == gone and res.replacement["rows_deleted"] == {CHUNKS: gone, active.table: gone}
     e = embed_batch(store, active, batch)
     assert e.embedded == len(changed)
-    assert e.stale_removed == len(changed - set(before)) * 0 + len(changed & set(before)) + len(vanished)
+    assert e.stale_removed == 0  # the cascade removed them
     assert store.count(active.table, f"batch_id = '{batch}'") == len(after)
+    vec_ids = store.scan(active.table, ["chunk_id"])["chunk_id"].to_pylist()
+    assert len(vec_ids) == len(set(vec_ids)) == store.count(CHUNKS)
+    results = [ev.details for ev in ledger.events("cascade.result") if ev.details["cause"] == "ingest.replace"]
+    assert len(results) == 1 and results[0]["rows"] == {CHUNKS: gone, active.table: gone}
+    assert ledger.verify_chain().ok
 
 
 def test_asset_checks_fail_on_corrupted_data(populated_settings):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .chunking import ChunkerParams, chunk_text
-from .ids import chunk_id_for, sha256_hex
+from .ids import batched, chunk_id_for, sha256_hex, sql_literal
 from .landing import Quarantined, Rejected, quarantine, quarantine_reason, read_upload
 from .ledger import Ledger
 from .store import CHUNKS, CHUNKS_SCHEMA, DOCUMENTS, DOCUMENTS_SCHEMA, LanceStore, embeddings_schema
@@ -35,12 +36,37 @@ class IngestResult:
     documents: int = 0
     quarantined: list[Quarantined] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # in the manifest, gone from landing, not quarantined
+    deferred: list[str] = field(default_factory=list)  # changed while read: left (re-queued) for the next tick
+    replaced: list[str] = field(default_factory=list)  # doc_ids whose earlier content was replaced
+    replacement: dict = field(default_factory=dict)  # counts of the replacement cascade
+    emptied_batches: list[str] = field(default_factory=list)  # other batches left with no document by a replacement
     pii_counts: dict[str, int] = field(default_factory=dict)
     write: dict[str, int] = field(default_factory=dict)
 
     @property
     def quarantined_by_reason(self) -> dict[str, int]:
         return dict(Counter(q.code for q in self.quarantined))
+
+
+REPLACE_CAUSE = "ingest.replace"
+
+
+def erased_at(ledger: Ledger, subject_hash: str) -> datetime | None:
+    """When the subject (by salted hash) was last certified erased (None if never): erasure's
+    `erased_before_hash`, i.e. the latest `certified_at`, else the denylist entry's time."""
+    from .erasure import erased_before_hash
+
+    return erased_before_hash(ledger, subject_hash)
+
+
+def _active_chunker(ledger: Ledger | None) -> ChunkerParams | None:
+    """The chunker of the active embed_version (every version shares it), if there is one."""
+    if ledger is None:
+        return None
+    from .versions import VersionRegistry
+
+    active = VersionRegistry(ledger).active()
+    return active.spec.chunker if active is not None else None
 
 
 def ingest_documents(
@@ -54,15 +80,51 @@ def ingest_documents(
     max_file_bytes: int,
     scrubber,
     now: datetime | None = None,
+    subject_salt: bytes | None = None,
 ) -> IngestResult:
-    """Read, validate, PII-scrub and store one batch of uploads; quarantine bad input."""
+    """Read, validate, PII-scrub and store one batch of uploads; quarantine bad input.
+
+    Refused (quarantined with a reason file that names no raw subject id):
+    links and special files (`landing.read_upload`: nothing is followed or read), a doc_id
+    that already belongs to another subject (that subject's rows stay untouched), and an
+    upload of a subject whose erasure was certified after the upload's `uploaded_at` (a
+    replay: its content is deleted, not kept). A file that changes while it is read is left
+    in place and re-queued for the next tick (neither stored nor quarantined).
+
+    A document already stored under another batch, or with other text, is a replacement:
+    its old chunks and their vectors in every embed version go first, through the deletion
+    cascade (`cascade.delete_documents`, with a ledger intent and result, and a purge);
+    `chunk_documents` then writes the new chunks and the embed step their vectors.
+    """
+    from .ids import in_filter, subject_hash
+    from .landing import Unstable, requeue, still_unchanged
+
     now = now or datetime.now(timezone.utc)
     result = IngestResult(batch_id)
     totals: Counter[str] = Counter()
-    rows: list[dict] = []
     seen_doc_ids: set[str] = set()
+    hashes: dict[str, str] = {}
+
+    def h(subject_id: str) -> str | None:
+        if subject_salt is None:
+            return None
+        if subject_id not in hashes:
+            hashes[subject_id] = subject_hash(subject_id, subject_salt)
+        return hashes[subject_id]
+
+    def refuse(rel: str, rej: Rejected, up=None, *, drop_content: bool = False) -> None:
+        sid = up.subject_id if up is not None else None
+        result.quarantined.append(quarantine(landing_dir, quarantine_dir, rel, rej, batch_id, subject_id=sid,
+                                             subject_hash=h(sid) if sid else None, drop_content=drop_content))
+
+    def defer(rel: str) -> None:
+        result.deferred.append(rel)
+        requeue(landing_dir, rel)
+
+    # 1. read: links, special files and bad input are refused; a file changing under us waits
+    uploads: list = []
     for rel in sorted(files):
-        if not (landing_dir / rel).exists():
+        if not os.path.lexists(landing_dir / rel):
             code = quarantine_reason(quarantine_dir, rel)
             if code:  # quarantined by an earlier, interrupted attempt at this batch
                 result.quarantined.append(Quarantined(rel, code, "quarantined by an earlier attempt", str(quarantine_dir / rel)))
@@ -73,28 +135,132 @@ def ingest_documents(
             up = read_upload(landing_dir, rel, max_file_bytes)
             if up.doc_id in seen_doc_ids:
                 raise Rejected("duplicate_doc_id", up.doc_id)
+        except Unstable:
+            defer(rel)
+            continue
         except Rejected as rej:
-            result.quarantined.append(quarantine(landing_dir, quarantine_dir, rel, rej, batch_id))
+            refuse(rel, rej)
+            continue
+        except FileNotFoundError:
+            result.missing.append(rel)
             continue
         except OSError as exc:  # unreadable file: quarantine rather than fail the run
-            result.quarantined.append(quarantine(landing_dir, quarantine_dir, rel, Rejected("malformed_content", str(exc)[:120]), batch_id))
+            refuse(rel, Rejected("malformed_content", str(exc)[:120]))
             continue
         seen_doc_ids.add(up.doc_id)
+        uploads.append(up)
+
+    # 2. erased subjects: an upload older than the subject's certified erasure is a replay
+    if ledger is not None and uploads:
+        if subject_salt is None and ledger.denylisted_subject_hashes():
+            raise ValueError("ingest_documents needs subject_salt to check uploads against the erasure denylist")
+        erased: dict[str, datetime | None] = {}
+        kept = []
+        for up in uploads:
+            sh = h(up.subject_id)
+            if sh is not None and sh not in erased:
+                erased[sh] = erased_at(ledger, sh)
+            when = erased.get(sh) if sh is not None else None
+            if when is not None and up.uploaded_at < when:
+                refuse(up.rel_path, Rejected("erased_subject_replay", f"uploaded_at {up.uploaded_at.isoformat()} precedes the certified erasure of {when.isoformat()}"),
+                       up, drop_content=True)
+                continue
+            kept.append(up)
+        uploads = kept
+
+    # 3. a doc_id of another subject is refused; what is stored for it now
+    existing: dict[str, dict] = {}
+    old_chunks: dict[str, list[tuple[str, str, str | None]]] = {}  # doc_id -> [(chunk_id, batch_id, content sha of a chunk row)]
+    keep_rows: list[dict] = []  # rows of this batch to keep as they are (conflicting or deferred files)
+    if uploads and store.has_table(DOCUMENTS):
+        ids = [u.doc_id for u in uploads]
+        for part in batched(ids, 1000):
+            for r in store.scan(DOCUMENTS, ["doc_id", "subject_id", "batch_id", "text_sha256"], filter=in_filter("doc_id", part)).to_pylist():
+                existing[r["doc_id"]] = r
+        kept = []
+        for up in uploads:
+            ex = existing.get(up.doc_id)
+            if ex is not None and ex["subject_id"] != up.subject_id:
+                refuse(up.rel_path, Rejected("doc_id_conflict", f"doc_id {up.doc_id} already belongs to another subject's document (stored in batch {ex['batch_id']})"), up)
+                if ex["batch_id"] == batch_id:
+                    keep_rows.append(ex)
+                continue
+            kept.append(up)
+        uploads = kept
+
+    # 4. scrub, then make sure nothing changed since it was read
+    rows: list[dict] = []
+    for up in uploads:
         scrubbed = scrubber.scrub(up.text)
+        if not still_unchanged(landing_dir, up):
+            defer(up.rel_path)
+            continue
         counts = {k: int(v) for k, v in scrubbed.counts.items()}
         totals.update(counts)
         rows.append(
             {
                 "doc_id": up.doc_id, "subject_id": up.subject_id, "batch_id": batch_id, "category": up.category,
-                "source": up.source, "uploaded_at": up.uploaded_at, "legal_hold": up.legal_hold, "file_path": rel,
+                "source": up.source, "uploaded_at": up.uploaded_at, "legal_hold": up.legal_hold, "file_path": up.rel_path,
                 "file_sha256": up.file_sha256, "media_type": up.media_type, "text": scrubbed.text,
                 "text_sha256": sha256_hex(scrubbed.text), "n_chars": len(scrubbed.text),
                 "pii_counts": json.dumps(counts, sort_keys=True), "pii_total": sum(counts.values()), "ingested_at": now,
             }
         )
+
+    # 5. replacements: chunks and vectors of the earlier content that the new content does not
+    #    have, and everything of a document stored under another batch (its vectors there
+    #    would never be matched by this batch's embed plan: duplicates)
+    if rows:
+        ids = [r["doc_id"] for r in rows]
+        params = _active_chunker(ledger)
+        for table in [CHUNKS, *store.embedding_tables().values()]:
+            if not store.has_table(table):
+                continue
+            for part in batched(ids, 1000):
+                got = store.scan(table, ["chunk_id", "doc_id", "batch_id", "content_sha256"], filter=in_filter("doc_id", part))
+                for c, d, b, sha in zip(*(got[k].to_pylist() for k in ("chunk_id", "doc_id", "batch_id", "content_sha256"))):
+                    old_chunks.setdefault(d, []).append((c, b, sha if table == CHUNKS else None))
+        doomed: set[str] = set()
+        for r in rows:
+            d = r["doc_id"]
+            ex = existing.get(d)
+            olds = old_chunks.get(d, [])
+            moved = ex is not None and ex["batch_id"] != batch_id
+            changed = ex is not None and ex["text_sha256"] != r["text_sha256"]
+            if moved or changed:
+                result.replaced.append(d)
+            if ex is None or moved or (changed and params is None):
+                doomed |= {c for c, _, _ in olds}  # all of it: the new content is chunked afresh
+            else:  # same batch: keep the chunks (and vectors) the new content has unchanged
+                keep = {(chunk_id_for(d, i), sha256_hex(t)) for i, t in enumerate(chunk_text(r["text"], params))} if changed else None
+                doomed |= {c for c, b, sha in olds if b != batch_id or (keep is not None and sha is not None and (c, sha) not in keep)}
+        if doomed:
+            if ledger is None:
+                raise ValueError("replacing documents needs the ledger (the deletion cascade records its intent there)")
+            from . import cascade
+
+            res = cascade.delete_documents(store, ledger, sorted(ids), cause=REPLACE_CAUSE, actor="ingest", landing_dir=None,
+                                           chunk_ids=sorted(doomed), purge=True)
+            result.replacement = {"chunk_ids": len(doomed), "rows_deleted": dict(res.rows), "cascade_id": res.cascade_id}
+
+    deferred = set(result.deferred)
+    if deferred and store.has_table(DOCUMENTS):  # a deferred file keeps what this batch stored for it
+        keep_rows += [r for r in store.batch_rows(DOCUMENTS, batch_id, ["doc_id", "file_path"]).to_pylist() if r["file_path"] in deferred]
+    new_ids = {r["doc_id"] for r in rows}
+    keep_ids = sorted({r["doc_id"] for r in keep_rows} - new_ids)
     table = pa.Table.from_pylist(rows, schema=DOCUMENTS_SCHEMA)
+    if keep_ids:
+        kept_tbl = store.scan(DOCUMENTS, DOCUMENTS_SCHEMA.names, filter=f"({in_filter('doc_id', keep_ids)}) AND batch_id = {sql_literal(batch_id)}")
+        table = pa.concat_tables([table, kept_tbl.select(DOCUMENTS_SCHEMA.names).cast(DOCUMENTS_SCHEMA)])
     result.write = store.replace_batch(DOCUMENTS, DOCUMENTS_SCHEMA, "doc_id", batch_id, table)
     result.documents = len(rows)
+    if result.replaced:
+        from .cascade import empty_batches
+
+        # the replaced rows' old text stays in older table versions until purged
+        store.purge([DOCUMENTS])
+        others = {existing[d]["batch_id"] for d in result.replaced} | {b for d in result.replaced for _, b, _ in old_chunks.get(d, [])}
+        result.emptied_batches = empty_batches(store, sorted(b for b in others if b and b != batch_id))
     result.pii_counts = {k: totals.get(k, 0) for k in sorted(set(totals) | set(getattr(scrubber, "entity_types", ())))}
     if ledger is not None:
         ledger.append_event(
@@ -102,6 +268,7 @@ def ingest_documents(
             {
                 "batch_id": batch_id, "documents": result.documents, "pii_removed": result.pii_counts,
                 "quarantined_by_reason": result.quarantined_by_reason, "missing": len(result.missing),
+                "deferred": len(result.deferred), "replaced": len(result.replaced), "emptied_batches": result.emptied_batches,
             },
         )
     return result
@@ -408,6 +575,8 @@ class IngestAllResult:
     chunks: int = 0
     embedded: int = 0
     quarantined: int = 0
+    deferred: int = 0
+    replaced: int = 0
 
 
 def ingest_all(settings, *, scrubber=None, now: datetime | None = None, embed: bool = True) -> IngestAllResult:
@@ -427,18 +596,23 @@ def ingest_all(settings, *, scrubber=None, now: datetime | None = None, embed: b
     ledger = Ledger(settings.ledger_url)
     active = ensure_bootstrap_version(VersionRegistry(ledger), settings.model_path or bundled_model_path())
     scrubber = scrubber or get_scrubber(settings.pii_operators or None)
+    from .secrets import load_or_create_salt
+
+    salt = load_or_create_salt(settings)
     scan = plan_batches(settings.landing_dir, None, now_ns=_time.time_ns(), settle_seconds=0, already_batched=ledger.already_batched)
     out = IngestAllResult()
     for batch_id, files in sorted(scan.batches.items()):
         ledger.record_batch(batch_id, files, scan.mtimes_ns)
         r = ingest_documents(
             store, ledger, landing_dir=settings.landing_dir, quarantine_dir=settings.quarantine_dir, batch_id=batch_id,
-            files=files, max_file_bytes=settings.max_file_bytes, scrubber=scrubber, now=now,
+            files=files, max_file_bytes=settings.max_file_bytes, scrubber=scrubber, now=now, subject_salt=salt,
         )
         c = chunk_documents(store, batch_id, active.spec.chunker)
         out.batches.append(batch_id)
         out.documents += r.documents
         out.quarantined += len(r.quarantined)
+        out.deferred += len(r.deferred)
+        out.replaced += len(r.replaced)
         out.chunks += c.chunks
         if embed:
             out.embedded += embed_batch(store, active, batch_id, batch_size=settings.embed_batch_size).embedded
