@@ -280,13 +280,15 @@ def run_cascade(
     partitions: PartitionSink | None = None,
     on_step: Step | None = None,
     purge: bool = True,
+    details: dict[str, Any] | None = None,
 ) -> CascadeResult:
-    """Record the intent, delete leaf-first, record the result (then purge, if asked)."""
+    """Record the intent, delete leaf-first, record the result (then purge, if asked).
+    `details` (no personal data: e.g. request ids) are added to the intent event."""
     _ensure_table(ledger)
     cid = str(uuid.uuid4())
     with ledger.begin() as conn:
-        ev = ledger.append_event(INTENT_ACTION, {"cascade_id": cid, "cause": cause, "planned": plan.planned, "ids_sha256": plan.digest(),
-                                                 "documents": len(plan.doc_ids), "chunks": len(plan.chunk_ids)},
+        ev = ledger.append_event(INTENT_ACTION, {**(details or {}), "cascade_id": cid, "cause": cause, "planned": plan.planned,
+                                                 "ids_sha256": plan.digest(), "documents": len(plan.doc_ids), "chunks": len(plan.chunk_ids)},
                                  actor=actor, subject_hash=subject_hash, conn=conn)
         conn.execute(cascade_intents.insert().values(cascade_id=cid, cause=cause[:64], actor=actor[:128], status="open", created_at=iso(),
                                                      subject_hash=subject_hash, plan=plan.to_json(), intent_event_id=ev.event_id))

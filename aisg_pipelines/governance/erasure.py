@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from .cascade import line_hash
 from .ids import SUBJECT_ID_RE, batched, in_filter, sha256_hex, subject_hash
 from .landing import REASON_SUFFIX, SIDECAR_SUFFIX
 from .ledger import Ledger, canonical_json, erasure_requests, iso
@@ -369,7 +370,11 @@ class Manifest:
     items: dict[str, str] = field(default_factory=dict)  # "system\tid" -> content sha256
     lance_ids: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # table -> column -> ids
     files: list[str] = field(default_factory=list)  # absolute paths to remove
-    line_files: dict[str, list[int]] = field(default_factory=dict)  # absolute path -> 0-based line numbers to drop
+    line_files: dict[str, list[int]] = field(default_factory=dict)  # (unused since the cascade; kept so old pending files load)
+    line_hashes: dict[str, list[str]] = field(default_factory=dict)  # absolute path -> sha256 of the subject's lines
+    telemetry_rows: dict[str, list[str]] = field(default_factory=dict)  # kind -> row ids (table rows and source lines)
+    telemetry_files: dict[str, list[str]] = field(default_factory=dict)  # kind -> source files (relative) holding them
+    landing_paths: list[str] = field(default_factory=list)  # landing-relative uploads: their ledger batch-file records go
     fingerprints: dict[str, str] = field(default_factory=dict)  # hex pattern -> kind
     doc_ids: list[str] = field(default_factory=list)
     held_documents: int = 0
@@ -394,6 +399,13 @@ class Manifest:
         self.files = sorted(set(self.files) | set(other.files))
         for f, lines in other.line_files.items():
             self.line_files[f] = sorted(set(self.line_files.get(f, [])) | set(lines))
+        for f, hs in other.line_hashes.items():
+            self.line_hashes[f] = sorted(set(self.line_hashes.get(f, [])) | set(hs))
+        for k, ids in other.telemetry_rows.items():
+            self.telemetry_rows[k] = sorted(set(self.telemetry_rows.get(k, [])) | set(ids))
+        for k, fs in other.telemetry_files.items():
+            self.telemetry_files[k] = sorted(set(self.telemetry_files.get(k, [])) | set(fs))
+        self.landing_paths = sorted(set(self.landing_paths) | set(other.landing_paths))
         self.fingerprints.update(other.fingerprints)
         self.doc_ids = sorted(set(self.doc_ids) | set(other.doc_ids))
         self.held_documents = max(self.held_documents, other.held_documents)
@@ -671,45 +683,144 @@ def discover(settings, store: LanceStore, subjects: dict[str, str]) -> tuple[dic
                     note_ids([sid])
                 owner = sid if sid in subjects else None
             except (UnicodeDecodeError, json.JSONDecodeError):
-                owner = next((t for t in targets if _bounded(t).search(raw)), None)  # malformed sidecar: bounded byte match
+                # malformed sidecar: only the subject_id field itself, never a substring of the bytes
+                owner = next((t for t in targets if _sidecar_field(t).search(raw)), None)
             if owner:
                 data_rel = str(sc.relative_to(base))[: -len(SIDECAR_SUFFIX)]
                 _add_upload(manifests[subjects[owner]], base, data_rel, system)
 
-    # JSON-lines / text files: incoming logs and metrics, telemetry rejects, exports
-    line_roots = [(Path(settings.logs_dir), "logs_files"), (Path(settings.metrics_dir), "metrics_files"),
-                  (Path(settings.quarantine_dir) / "telemetry", "quarantine_telemetry"), (Path(settings.exports_dir), "exports")]
-    regexes = {t: _bounded(t) for t in targets}
-    for base, system in line_roots:
-        if not base.exists():
-            continue
-        for p in sorted(base.rglob("*")):
-            if not p.is_file() or p.name.endswith(".tmp") or CERT_SUBDIR in p.parts:
-                continue
-            try:
-                data = p.read_bytes()
-            except OSError:
-                continue
-            hit = [t for t, rx in regexes.items() if rx.search(data)]
-            if not hit:
-                continue
-            rel = str(p.relative_to(base))
-            if p.suffix.lower() not in LINE_FILE_SUFFIXES:
-                for t in hit:  # a binary export naming the subject: the whole file goes
-                    man = manifests[subjects[t]]
-                    man.add(system, rel, hashlib.sha256(data).hexdigest())
-                    man.files.append(str(p))
-                continue
-            for n, line in enumerate(data.split(b"\n")):
-                for t in hit:
-                    if regexes[t].search(line):
-                        man = manifests[subjects[t]]
-                        man.add(system, f"{rel}#L{n + 1}", hashlib.sha256(line).hexdigest())
-                        man.line_files.setdefault(str(p), []).append(n)
+    # Line files: incoming logs and metrics, telemetry rejects, exports. The subject is matched
+    # on structured fields only (JSON subject_id/user_id at any depth, a CSV subject column, a
+    # Prometheus label), never on a substring of a line or a file name: an id that is also an
+    # ordinary token ("INFO", "prod", "v2") must not take other lines with it.
+    from .telemetry import SUFFIXES as TELEMETRY_SUFFIXES
+
+    line_roots = [(Path(settings.logs_dir), "logs_files", "system_logs"), (Path(settings.metrics_dir), "metrics_files", "metrics"),
+                  (Path(settings.quarantine_dir) / "telemetry", "quarantine_telemetry", None), (Path(settings.exports_dir), "exports", None)]
+    for base, system, kind in line_roots:
+        for p, rel, n, line, owner in structured_lines(base, targets):
+            man = manifests[subjects[owner]]
+            man.add(system, f"{rel}#L{n + 1}", hashlib.sha256(line).hexdigest())
+            if kind is not None and p.name.endswith(TELEMETRY_SUFFIXES):
+                # telemetry source lines go by row id, with their rows (the cascade drops both)
+                from .telemetry import row_id_for
+
+                rid_ = row_id_for(kind, rel, line)
+                man.telemetry_rows.setdefault(kind, []).append(rid_)
+                man.telemetry_files.setdefault(kind, []).append(rel)
+            else:
+                man.line_hashes.setdefault(str(p), []).append(line_hash(line))
+    for man in manifests.values():
+        man.telemetry_rows = {k: sorted(set(v)) for k, v in man.telemetry_rows.items()}
+        man.telemetry_files = {k: sorted(set(v)) for k, v in man.telemetry_files.items()}
+        man.line_hashes = {k: sorted(set(v)) for k, v in man.line_hashes.items()}
+        man.landing_paths = sorted(set(man.landing_paths))
     for man in manifests.values():
         man.files = sorted(set(man.files))
         man.doc_ids = sorted(set(man.doc_ids))
     return manifests, ctx
+
+
+SUBJECT_FIELDS = ("subject_id", "user_id")  # JSON keys (any depth) and Prometheus labels naming a subject
+CSV_SUBJECT_COLUMNS = ("subject_id", "user_id", "subject")  # CSV/TSV header names of a subject column
+STRUCTURED_LINE_SUFFIXES = (".jsonl", ".ndjson", ".log", ".json", ".csv", ".tsv", ".prom")
+_PROM_LABEL = re.compile(rb'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def _sidecar_field(target: str) -> re.Pattern[bytes]:
+    """`"subject_id": "<target>"` in a sidecar that is not valid JSON: the field, not a substring."""
+    return re.compile(rb'"subject_id"\s*:\s*"' + re.escape(target.encode("utf-8")) + rb'"')
+
+
+def json_subjects(obj: Any, depth: int = 0) -> set[str]:
+    """String values of subject fields anywhere in a JSON value (a rejected telemetry line's
+    `raw` string is parsed too)."""
+    out: set[str] = set()
+    if depth > 32:
+        return out
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in SUBJECT_FIELDS and isinstance(v, str):
+                out.add(v)
+            elif isinstance(v, (dict, list)):
+                out |= json_subjects(v, depth + 1)
+            elif k == "raw" and isinstance(v, str) and v.lstrip().startswith("{"):
+                try:
+                    out |= json_subjects(json.loads(v), depth + 1)
+                except (json.JSONDecodeError, RecursionError):
+                    pass
+    elif isinstance(obj, list):
+        for v in obj:
+            out |= json_subjects(v, depth + 1)
+    return out
+
+
+def _line_subjects(fmt: str, line: bytes, cols: list[int], delim: str) -> set[str]:
+    if not line.strip():
+        return set()
+    if fmt == "json":
+        try:
+            return json_subjects(json.loads(line.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            return set()
+    if fmt == "csv":
+        if not cols:
+            return set()
+        import csv
+
+        try:
+            row = next(csv.reader([line.decode("utf-8").rstrip("\r")], delimiter=delim))
+        except (UnicodeDecodeError, csv.Error, StopIteration):
+            return set()
+        return {row[i] for i in cols if i < len(row)}
+    if fmt == "prom":
+        if line.lstrip().startswith(b"#") or b"{" not in line:
+            return set()
+        labels = line[line.index(b"{") + 1:line.rfind(b"}")] if b"}" in line else b""
+        return {v.decode("utf-8", "replace") for k, v in _PROM_LABEL.findall(labels) if k.decode() in SUBJECT_FIELDS}
+    return set()
+
+
+def structured_lines(base: Path, targets: Iterable[str]):
+    """(path, relative path, 0-based line number, line bytes, owner) of every line under `base`
+    whose structured subject field equals one of `targets`. Files without a structure we know
+    (text, HTML, PDF, ...) never match; certificates are skipped."""
+    targets = set(targets)
+    if not targets or not base.exists():
+        return
+    for p in sorted(base.rglob("*")):
+        if not p.is_file() or p.is_symlink() or p.name.endswith(".tmp") or CERT_SUBDIR in p.parts:
+            continue
+        suffix = p.suffix.lower()
+        if suffix not in STRUCTURED_LINE_SUFFIXES:
+            continue
+        try:
+            data = p.read_bytes()
+        except OSError:
+            continue
+        lines = data.split(b"\n")
+        fmt, cols, delim = ("json", [], "")
+        if suffix in (".csv", ".tsv"):
+            import csv
+
+            delim = "\t" if suffix == ".tsv" else ","
+            try:
+                header = next(csv.reader([lines[0].decode("utf-8").lstrip("\ufeff").rstrip("\r")], delimiter=delim))
+            except (UnicodeDecodeError, csv.Error, StopIteration):
+                continue
+            cols = [i for i, h in enumerate(header) if h.strip().lower() in CSV_SUBJECT_COLUMNS]
+            fmt = "csv"
+            if not cols:
+                continue
+        elif suffix == ".prom":
+            fmt = "prom"
+        rel = str(p.relative_to(base))
+        for n, line in enumerate(lines):
+            if fmt == "csv" and n == 0:
+                continue
+            hit = _line_subjects(fmt, line, cols, delim) & targets
+            if hit:
+                yield p, rel, n, line, sorted(hit)[0]
 
 
 def _bounded(target: str) -> re.Pattern[bytes]:
@@ -726,62 +837,59 @@ def _add_upload(man: Manifest, base: Path, rel: str, system: str) -> None:
         data = p.read_bytes()
         man.add(f"{system}", f"{rel}#{kind}", hashlib.sha256(data).hexdigest())
         man.files.append(str(p))
+        if system == "landing" and kind == "file":
+            man.landing_paths.append(rel)
         if kind == "file":
             for w in distinctive_windows(data, 3):
                 man.fingerprints[w.hex()] = "raw_file"
             man.fingerprints[hashlib.sha256(data).hexdigest().encode().hex()] = "content_hash"
 
 
-# -- deletion ---------------------------------------------------------------------------
-def delete_lance(store: LanceStore, manifests: Iterable[Manifest]) -> dict[str, int]:
-    """Delete by our own ids (never by the subject id); returns rows deleted per table."""
-    by_table: dict[tuple[str, str], set[str]] = defaultdict(set)
+# -- deletion: through the cascade (governance/cascade.py) ---------------------------------
+def _cascade_plan(settings, store: LanceStore, manifests: Iterable[Manifest]):
+    """The cascade plan of a batch of manifests: our ids, paths and line hashes, nothing else."""
+    from . import cascade
+    from .store import METRICS, SYSTEM_LOGS
+
+    kinds = {SYSTEM_LOGS: "system_logs", METRICS: "metrics"}
+    doc_ids: set[str] = set()
+    chunk_ids: set[str] = set()
+    tables: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    telemetry: dict[str, set[str]] = defaultdict(set)
+    tfiles: dict[str, set[str]] = defaultdict(set)
+    lines: dict[str, set[str]] = defaultdict(set)
+    files: set[str] = set()
+    landing_paths: set[str] = set()
     for man in manifests:
+        doc_ids.update(man.doc_ids)
         for table, cols in man.lance_ids.items():
             for col, ids in cols.items():
-                by_table[(table, col)].update(ids)
-    out: dict[str, int] = {}
-    for (table, col), ids in sorted(by_table.items()):
-        if not store.has_table(table):
-            continue
-        if col == "_rowid":
-            tbl = store.open(table)
-            before = tbl.count_rows()
-            for chunk in batched(sorted(ids, key=int), 1000):
-                tbl.delete(f"_rowid IN ({', '.join(str(int(i)) for i in chunk)})")
-            out[table] = out.get(table, 0) + before - tbl.count_rows()
-        else:
-            out[table] = out.get(table, 0) + store.delete_ids(table, col, sorted(ids))
-    return out
-
-
-def remove_files(manifests: Iterable[Manifest]) -> dict[str, int]:
-    """Remove landing/quarantine files and sidecars; drop the subject's lines from line files."""
-    removed = rewritten = 0
-    drop: dict[str, set[int]] = defaultdict(set)
-    for man in manifests:
-        for f in man.files:
-            p = Path(f)
-            if p.exists():
-                p.unlink()
-                removed += 1
-        for f, lines in man.line_files.items():
-            drop[f].update(lines)
-    for f, lines in drop.items():
-        p = Path(f)
-        if not p.exists():
-            continue
-        parts = p.read_bytes().split(b"\n")
-        keep = [line for n, line in enumerate(parts) if n not in lines]
-        if not any(line.strip() for line in keep):
-            p.unlink()
-            removed += 1
-            continue
-        tmp = p.with_name(p.name + ".erasure.tmp")
-        tmp.write_bytes(b"\n".join(keep))
-        os.replace(tmp, p)
-        rewritten += 1
-    return {"files_removed": removed, "files_rewritten": rewritten}
+                if table == DOCUMENTS and col == "doc_id":
+                    doc_ids.update(ids)
+                elif table == CHUNKS and col == "chunk_id":
+                    chunk_ids.update(ids)
+                elif table in kinds and col == "row_id":
+                    telemetry[kinds[table]].update(ids)
+                else:  # vectors of one version by chunk id, other tables by their own ids
+                    tables[table][col].update(ids)
+        for k, ids in man.telemetry_rows.items():
+            telemetry[k].update(ids)
+        for k, fs in man.telemetry_files.items():
+            tfiles[k].update(fs)
+        for f, hs in man.line_hashes.items():
+            lines[f].update(hs)
+        files.update(man.files)
+        landing_paths.update(man.landing_paths)
+    plan = cascade.plan_cascade(
+        store, doc_ids=sorted(doc_ids), chunk_ids=sorted(chunk_ids),
+        tables={t: {c: sorted(v) for c, v in cols.items()} for t, cols in tables.items()},
+        telemetry={k: sorted(v) for k, v in telemetry.items()},
+        source_dirs={"system_logs": settings.logs_dir, "metrics": settings.metrics_dir},
+        source_files={k: sorted(v) for k, v in tfiles.items()},
+        lines={f: sorted(v) for f, v in lines.items()}, files=sorted(files), landing_dir=settings.landing_dir,
+    )
+    plan.ledger_paths = sorted(set(plan.ledger_paths) | landing_paths)
+    return plan
 
 
 # -- byte-level scanning ------------------------------------------------------------------
@@ -1225,6 +1333,7 @@ class ErasureRunResult:
     files: dict[str, int] = field(default_factory=dict)
     purge: dict[str, dict] = field(default_factory=dict)
     scan: dict[str, Any] = field(default_factory=dict)
+    partitions_deleted: list[str] = field(default_factory=list)  # ingest_batches keys the erasure left empty
 
     @property
     def certified(self) -> list[RequestOutcome]:
@@ -1273,12 +1382,19 @@ def process_requests(
     hook: Callable[[str], None] | None = None,
     clock: Callable[[], datetime] | None = None,
     actor: str = "erasure",
+    partitions=None,
 ) -> ErasureRunResult:
     """Process open requests (all pending ones by default) together: shared purge and scan.
 
     Resumable: a run killed after any step is completed by the next run; a request is
     certified exactly once (the certify transaction only moves `verified` -> `certified`).
     `hook(step)` is called after each step (tests use it to simulate a kill).
+    Deletion goes through the cascade (governance/cascade.py): one intent for the batch,
+    recorded before anything is deleted; an intent a killed run left open is completed
+    first. `partitions` (a `cascade.PartitionSink`, e.g. the Dagster instance's
+    ingest_batches) receives the batch keys the erasure leaves empty.
+    Several requests for the same subject in one batch share one discovery and deletion;
+    each gets its own certificate.
     """
     ledger = ledger or Ledger(settings.ledger_url)
     store = store or LanceStore(settings.lancedb_uri, settings.lancedb_storage_options)
@@ -1319,8 +1435,15 @@ def process_requests(
     to_verify = {rid: p for rid, p in reqs.items() if get_request(ledger, rid)["status"] == "in_progress"}
     manifests: dict[str, Manifest] = {}
     ctx = DiscoveryContext()
+    primary: dict[str, str] = {}  # rid -> the request of the same subject that discovery and the scan report under
     if to_verify:
-        subjects = {p["request"]["subject_id"]: rid for rid, p in to_verify.items()}
+        from . import cascade
+
+        cascade.resume_open(store, ledger, causes=["erasure"], partitions=partitions)  # a killed run's deletions
+        subjects: dict[str, str] = {}
+        for rid in sorted(to_verify):
+            subjects.setdefault(to_verify[rid]["request"]["subject_id"], rid)
+        primary = {rid: subjects[p["request"]["subject_id"]] for rid, p in to_verify.items()}
         t = time.perf_counter()
         found, ctx = discover(settings, store, subjects)
         res.timings["discovery"] = time.perf_counter() - t
@@ -1328,7 +1451,7 @@ def process_requests(
         salt = _salt(settings)
         for rid, p in to_verify.items():
             man = Manifest.from_json(p["manifest"]) if "manifest" in p else Manifest()
-            man.merge(found[rid])
+            man.merge(found[primary[rid]])
             manifests[rid] = man
             row = get_request(ledger, rid)
             held_docs = man.held_documents + sum(subject_hash(d, salt) in holds["document"] for d in man.doc_ids)
@@ -1349,25 +1472,37 @@ def process_requests(
 
     if to_verify:
         t = time.perf_counter()
-        res.rows_deleted = delete_lance(store, manifests.values())
+        # one cascade for the batch: intent in the ledger, leaf-first deletion of our ids in
+        # every store (vectors of every version, chunks, telemetry rows and their source lines,
+        # the subject's lines in line files, files, documents, the ledger's path records and the
+        # ingest_batches partitions left empty), result in the ledger
+        plan = _cascade_plan(settings, store, manifests.values())
+        cres = cascade.run_cascade(store, ledger, plan, cause="erasure", actor=actor, partitions=partitions, purge=False,
+                                   details={"request_ids": sorted(to_verify)})
+        res.rows_deleted = dict(cres.rows)
+        res.files = {"files_removed": cres.files_removed + cres.landing_files_removed, "files_rewritten": cres.files_rewritten,
+                     "lines_removed": cres.lines_removed, "ledger_paths_removed": cres.ledger_paths_removed,
+                     "partitions_deleted": len(cres.partitions_deleted)}
+        res.partitions_deleted = list(cres.partitions_deleted)
         res.timings["deletion"] = time.perf_counter() - t
-        _mark_all(ledger, to_verify, "deleted", clock())
+        _mark_all(ledger, to_verify, "deleted", clock(), cascade_id=cres.cascade_id)
         hook("deleted")
-
-        t = time.perf_counter()
-        res.files = remove_files(manifests.values())
-        res.timings["files"] = time.perf_counter() - t
         _mark_all(ledger, to_verify, "files_removed", clock())
         hook("files_removed")
 
         t = time.perf_counter()
-        # also every table a killed run or a killed write left dirty (deletion files, files no
-        # version references): their bytes may hold the subject too
-        tables = sorted({tb for m in manifests.values() for tb in m.lance_ids}
-                        | {n for n in store.table_names() if _has_deletions(store, n) or store.unreferenced_files(n)})
-        stats = store.purge(tables)
-        res.purge = stats.tables
+        # the shared physical purge: the touched tables and every table a killed run or a
+        # killed write left dirty (deletion files, old versions, files no version references)
+        pst = cascade.purge_tables(store, set(cres.rows))
+        res.purge = pst["tables"]
         res.timings["purge"] = time.perf_counter() - t
+
+        class _Stats:  # what the events below read
+            tables = pst["tables"]
+            bytes_reclaimed = pst["bytes_reclaimed"]
+            versions_removed = pst["versions_removed"]
+
+        stats = _Stats
         purge_summary = {n: {k: e.get(k) for k in ("version_before", "version_after", "old_versions", "versions_left", "fragments_rewritten", "tags_moved")} for n, e in stats.tables.items()}
         with ledger.begin() as conn:
             for rid in to_verify:
@@ -1376,7 +1511,7 @@ def process_requests(
                                                        "versions_removed": stats.versions_removed}, actor=actor, conn=conn)
         hook("purged")
 
-        subjects = {p["request"]["subject_id"]: rid for rid, p in to_verify.items()}
+        subjects = {to_verify[rid]["request"]["subject_id"]: rid for rid in sorted(set(primary.values())) if rid in to_verify}
         t = time.perf_counter()
         api = api_check(store, subjects, manifests.values())
         res.timings["verify_api"] = time.perf_counter() - t
@@ -1388,7 +1523,7 @@ def process_requests(
                     "decoded_bytes_scanned": rep.decoded_bytes_scanned, "explained": rep.explained, "roots": rep.roots}
         for rid, p in to_verify.items():
             man = manifests[rid]
-            mine = [f for f in rep.findings if f.request_id == rid]
+            mine = [f for f in rep.findings if f.request_id == primary.get(rid, rid)]
             api_matches = sum(api.matches.values())  # shared: any match of any target is a failure for all (kept simple, exact)
             kinds: dict[str, int] = defaultdict(int)
             for fp_kind in man.fingerprints.values():
