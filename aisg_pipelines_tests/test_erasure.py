@@ -295,18 +295,22 @@ def test_sigkill_mid_run_then_rerun(world, tmp_path):
 
 
 def test_duplicate_requests_do_not_run_twice(world):
+    """Only the same request_id is a duplicate; a new request for a subject erased before is
+    processed and gets its own certificate (issue 12 finding 7)."""
     s, _ = world
     intake, res = er.erase_subject(s, TARGET, requested_by="dpo", request_id="req-1", clock=CLOCK)
     assert res.outcomes[0].status == "certified"
-    again, res2 = er.erase_subject(s, TARGET, requested_by="dpo", request_id="req-2", clock=CLOCK)
-    assert not again.accepted and again.code == "duplicate_request" and res2 is None
     same, res3 = er.erase_subject(s, "subj-ko-001", requested_by="dpo", request_id="req-1", clock=CLOCK)
-    assert not same.accepted and same.code == "duplicate_request"
+    assert not same.accepted and same.code == "duplicate_request" and res3 is None
+    again, res2 = er.erase_subject(s, TARGET, requested_by="dpo", request_id="req-2", clock=CLOCK)
+    assert again.accepted and res2.outcomes[0].status == "certified", res2.outcomes[0].failure
     er.process_requests(s, ["req-1", "req-2"], clock=CLOCK)
     led = Ledger(s.ledger_url)
-    assert _count_events(s, "erasure.certified") == 1 and _count_events(s, "erasure.started") == 1
-    assert er.get_request(led, "req-1")["status"] == "certified"
-    assert er.get_request(led, "req-2")["status"] == "failed"
+    assert _count_events(s, "erasure.certified") == 2 and _count_events(s, "erasure.started") == 2
+    r1, r2 = er.get_request(led, "req-1"), er.get_request(led, "req-2")
+    assert r1["status"] == r2["status"] == "certified" and r1["certificate_id"] != r2["certificate_id"]
+    assert r1["subject_hash"] == r2["subject_hash"]
+    assert sorted(p.name for p in er.certificates_dir(s).glob("*.json")) == sorted([f"{r1['certificate_id']}.json", f"{r2['certificate_id']}.json"])
     assert _subject_counts(s)["documents:subj-ko-001"] == 2  # req-1 reused for another subject ran nothing
 
 
@@ -383,7 +387,7 @@ def test_sensor_rejects_bad_requests_and_runs_good_ones(world, code_location_env
     files = {
         "a-good.json": {"request_id": "inbox-good", "subject_id": TARGET, "requested_by": "dpo", "reason": "Art. 17"},
         "b-good2.json": {"request_id": "inbox-good-2", "subject_id": "subj-ko-001", "requested_by": "dpo"},
-        "dup.json": {"request_id": "inbox-dup", "subject_id": TARGET, "requested_by": "dpo"},
+        "dup.json": {"request_id": "inbox-good-2", "subject_id": TARGET, "requested_by": "dpo"},  # same id, another subject
         "missing.json": {"requested_by": "dpo"},
         "unknown.json": {"subject_id": "subj-ko-001", "requested_by": "dpo", "drop_table": True},
         "empty.json": {"subject_id": "  ", "requested_by": "dpo"},
@@ -407,7 +411,18 @@ def test_sensor_rejects_bad_requests_and_runs_good_ones(world, code_location_env
         "empty.json": "reason: empty_identifier", "hostile.json": "reason: hostile_identifier", "malformed.json": "reason: malformed_json",
     }
     failures = sorted(r["failure"].split(":")[1].strip() for r in er.list_requests(led, ["failed"]))
-    assert failures == sorted(["duplicate_request", "missing_subject", "unknown_fields", "empty_identifier", "hostile_identifier", "malformed_json"])
+    assert failures == sorted(["missing_subject", "unknown_fields", "empty_identifier", "hostile_identifier", "malformed_json"])
+    assert [e.details["code"] for e in led.events("erasure.rejected") if e.details["request_id"] == "inbox-good-2"] == ["duplicate_request"]
+    # issue 12 finding 8: rejected/ keeps the salted hash, never the raw subject id
+    from aisg_pipelines.governance.secrets import load_or_create_salt
+
+    for p in (inbox / "rejected").iterdir():
+        data = p.read_bytes()
+        assert TARGET.encode() not in data and b"subj-ko-001" not in data, p.name
+    dup = json.loads((inbox / "rejected" / "dup.json").read_text())
+    assert dup == {"request_id": "inbox-good-2", "subject_hash": subject_hash(TARGET, load_or_create_salt(s)),
+                   "subject_id": "<redacted: salted hash in subject_hash>", "requested_by": "dpo"}
+    assert json.loads((inbox / "rejected" / "malformed.json").read_text())["unreadable"] is True
     assert not list(inbox.glob("*.json"))
     # the run's metadata shows the certificates and summary
     mat = instance.get_latest_materialization_event(dg.AssetKey("erasure_requests")).asset_materialization
@@ -516,3 +531,50 @@ def test_trace_in_an_uncommitted_write_fails_verification_until_the_grace_period
     assert out2.status == "certified", out2.failure
     assert store.unreferenced_files(CHUNKS) == []
     assert _grep(s, [TARGET.encode()]).get(TARGET.encode(), []) == []
+
+
+# -- issue 12 ---------------------------------------------------------------------------------
+def _files_under(*roots: Path) -> dict[str, bytes]:
+    out = {}
+    for root in roots:
+        for p in sorted(root.rglob("*")) if root.exists() else []:
+            if p.is_file() and er.CERT_SUBDIR not in p.parts:
+                out[str(p)] = p.read_bytes()
+    return out
+
+
+def test_identifiers_that_are_ordinary_tokens_touch_no_line_file_or_export(world):
+    """Finding 1: `INFO` (a log level), `prod` (a metric label value and name part) and `v2`
+    (an embed_version, in the Prometheus textfile and in exports) are valid subject ids; their
+    erasure matches structured subject fields only, so it deletes nothing of anyone and certifies."""
+    from aisg_pipelines.governance import telemetry
+    from aisg_pipelines.governance.reports import write_prometheus_textfile
+
+    s, _ = world
+    with (s.metrics_dir / "aisg-2026-11-19.jsonl").open("a", encoding="utf-8") as f:
+        for i, labels in enumerate([{"env": "prod", "user_id": "subj-ko-001"}, {"env": "prod"}, {"stage": "v2", "service": "INFO"}]):
+            f.write(json.dumps({"name": "prod_requests_total", "value": i, "timestamp": "2026-11-19T11:00:00+00:00", "labels": labels}) + "\n")
+    with (s.logs_dir / "aisg-2026-11-19.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"timestamp": "2026-11-19T11:00:00+00:00", "level": "INFO", "message": "deployed v2 to prod", "service": "prod"}) + "\n")
+    telemetry.ingest_all(s, now=FIXED_NOW)
+    prom = write_prometheus_textfile(s, now=FIXED_NOW)
+    (s.exports_dir / "summary.html").write_text("<p>active embed_version v2 in prod; level INFO</p>\n", encoding="utf-8")
+    (s.exports_dir / "versions.csv").write_text("version,env\nv2,prod\nINFO,prod\n", encoding="utf-8")
+    assert b"v2" in prom.read_bytes() or b"v1" in prom.read_bytes()
+    before_rows = _subject_counts(s)
+    before_files = _files_under(s.logs_dir, s.metrics_dir, s.exports_dir, s.landing_dir, s.quarantine_dir)
+    n_log_lines = (s.logs_dir / "aisg-2026-11-19.jsonl").read_bytes().count(b"\n")
+    assert n_log_lines == 6 and before_rows["system_logs:None"] == 1
+
+    for subject in ("INFO", "prod", "v2"):
+        intake, res = er.erase_subject(s, subject, requested_by="dpo", request_id=f"tok-{subject}", clock=CLOCK)
+        assert intake.accepted, intake
+        (out,) = res.outcomes
+        assert out.status == "certified", out.failure
+        assert sum(c["items"] for c in out.counts.values()) == 0
+        assert res.rows_deleted == {} or sum(res.rows_deleted.values()) == 0
+
+    assert _subject_counts(s) == before_rows
+    after_files = _files_under(s.logs_dir, s.metrics_dir, s.exports_dir, s.landing_dir, s.quarantine_dir)
+    assert after_files == before_files  # byte for byte: no line, textfile or export rewritten or removed
+    assert prom.exists()

@@ -237,9 +237,12 @@ def record_rejection(ledger: Ledger, request_id: str, code: str, detail: str, *,
 def intake(settings, ledger: Ledger, req: ErasureRequest, *, now: datetime | None = None) -> IntakeResult:
     """Record a valid request as `received`, with its raw id in the private pending file.
 
-    Duplicates (same request_id, or a subject with an open or certified request) are
-    rejected with a reason. The pending file is written first and the ledger row second,
-    so a crash in between is completed by the next intake of the same request.
+    Only the same request_id is a duplicate (rejected with a reason). A new request for a
+    subject erased before is processed and gets its own certificate: new uploads may have
+    arrived since, and the requester is owed an answer. Requests of one subject that are
+    open together share one discovery and deletion. The pending file is written first and
+    the ledger row second, so a crash in between is completed by the next intake of the
+    same request.
     """
     h = subject_hash(req.subject_id, _salt(settings))
     existing = get_request(ledger, req.request_id)
@@ -250,17 +253,6 @@ def intake(settings, ledger: Ledger, req: ErasureRequest, *, now: datetime | Non
         record_rejection(ledger, req.request_id, "duplicate_request", f"request_id already recorded with status {existing['status']}",
                          source=req.source, subject_hash_=existing["subject_hash"] if existing["subject_hash"] == h else None, now=now)
         return IntakeResult(False, req.request_id, "duplicate_request", f"request {req.request_id} already exists ({existing['status']})")
-    with ledger.engine.connect() as conn:
-        other = conn.execute(
-            sa.select(erasure_requests.c.request_id, erasure_requests.c.status)
-            .where(erasure_requests.c.subject_hash == h, erasure_requests.c.status.in_([*OPEN_STATUSES, "certified"]))
-            .order_by(erasure_requests.c.received_at)
-        ).first()
-    if other is not None:
-        detail = f"the subject already has request {other.request_id} ({other.status})"
-        record_rejection(ledger, req.request_id, "duplicate_request", detail, source=req.source, subject_hash_=h,
-                         requested_by=req.requested_by, now=now)
-        return IntakeResult(False, req.request_id, "duplicate_request", detail)
     _write_private(pending, {"request": asdict(req)})
     stamp = iso(_utc(now))
     with ledger.begin() as conn:
@@ -296,29 +288,80 @@ def scan_inbox(settings, ledger: Ledger, *, now: datetime | None = None) -> Inbo
             res = intake(settings, ledger, req, now=now)
         except RequestRejected as rej:
             rid = "rej-" + sha256_hex(path.name.encode() + b"\0" + raw)[:24]
-            record_rejection(ledger, rid, rej.code, rej.detail, source="inbox", now=now)
-            _move_rejected(settings, path, rej.code, rej.detail, rid)
-            out.rejected.append((path.name, rej.code, rej.detail))
+            detail = _redact(rej.detail, _raw_subject(raw), settings)
+            record_rejection(ledger, rid, rej.code, detail, source="inbox", now=now)
+            _move_rejected(settings, path, rej.code, detail, rid, raw)
+            out.rejected.append((path.name, rej.code, detail))
             continue
         if res.accepted:
             path.unlink(missing_ok=True)
             out.accepted.append(res.request_id)
         else:
-            _move_rejected(settings, path, res.code, res.detail, res.request_id)
+            _move_rejected(settings, path, res.code, res.detail, res.request_id, raw)
             out.rejected.append((path.name, res.code, res.detail))
     return out
 
 
-def _move_rejected(settings, path: Path, code: str, detail: str, rid: str) -> None:
+def _raw_subject(raw: bytes) -> str | None:
+    """The subject_id string of a request file, if it has one (even a request rejected for another reason)."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    v = obj.get("subject_id") if isinstance(obj, dict) else None
+    return v if isinstance(v, str) and v.strip() else None
+
+
+def _redact(text: str, subject: str | None, settings) -> str:
+    """`text` with every occurrence of the raw subject id replaced by its salted hash."""
+    if not subject or not text or subject not in text:
+        return text
+    return text.replace(subject, f"<subject_hash:{subject_hash(subject, _salt(settings))[:16]}>")
+
+
+def redacted_request(settings, raw: bytes) -> dict:
+    """What `rejected/` keeps of a request file: the salted hash instead of the subject id, the
+    other allowed fields with the id redacted, only the names of unknown fields; nothing of a
+    file that is not a JSON object (it may hold an identifier in any form)."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        obj = None
+    if not isinstance(obj, dict):
+        return {"unreadable": True, "bytes": len(raw), "sha256": sha256_hex(raw),
+                "note": "not a JSON object: its content is not kept (it may hold a subject identifier)"}
+    subject = _raw_subject(raw)
+    out: dict[str, Any] = {}
+    if "subject_id" in obj:
+        out["subject_hash"] = subject_hash(subject, _salt(settings)) if subject else None
+        out["subject_id"] = "<redacted: salted hash in subject_hash>" if subject else f"<{type(obj['subject_id']).__name__}>"
+    for k, v in obj.items():
+        if k == "subject_id":
+            continue
+        if k in ALLOWED_FIELDS:
+            out[k] = _redact(v, subject, settings) if isinstance(v, str) else v
+        else:
+            out.setdefault("unknown_fields", []).append(_redact(str(k), subject, settings)[:64])
+    return out
+
+
+def _move_rejected(settings, path: Path, code: str, detail: str, rid: str, raw: bytes | None = None) -> None:
+    """Keep a redacted copy of a rejected request in `rejected/` with a reason file; the
+    original (which may hold the raw subject id) is removed."""
     dst_dir = rejected_dir(settings)
     dst_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(dst_dir, 0o700)
-    dst = dst_dir / path.name
+    if raw is None:
+        raw = path.read_bytes()[:1_000_000]
+    subject = _raw_subject(raw)
+    name = _redact(path.name, subject, settings)
+    dst = dst_dir / name
     if dst.exists():
-        dst = dst_dir / f"{path.stem}.{rid}{path.suffix}"
-    shutil.move(str(path), str(dst))
+        dst = dst_dir / f"{Path(name).stem}.{rid}{path.suffix}"
+    _write_private(dst, redacted_request(settings, raw))
+    path.unlink(missing_ok=True)
     dst.with_name(dst.name + REASON_SUFFIX).write_text(
-        f"reason: {code}\ndetail: {detail}\nrecorded_as: {rid}\nrejected_at: {iso()}\n", encoding="utf-8"
+        f"reason: {code}\ndetail: {_redact(detail, subject, settings)}\nrecorded_as: {rid}\nrejected_at: {iso()}\n", encoding="utf-8"
     )
 
 
@@ -666,7 +709,18 @@ def discover(settings, store: LanceStore, subjects: dict[str, str]) -> tuple[dic
                 man.add(f"lancedb.{table}", str(key), sha256_hex(canonical_json({k: v for k, v in r.items() if k != "_rowid"})))
                 man.add_ids(table, column, [str(key)])
 
+    discover_files(settings, subjects, manifests, note_ids)
+    for man in manifests.values():
+        man.files = sorted(set(man.files))
+        man.doc_ids = sorted(set(man.doc_ids))
+    return manifests, ctx
+
+
+def discover_files(settings, subjects: dict[str, str], manifests: dict[str, Manifest], note_ids: Callable[[Iterable[str]], None] = lambda _v: None) -> None:
+    """The file part of discovery (also what verification re-runs after the deletion):
+    uploads whose sidecar names the subject, and lines whose structured subject field does."""
     # sidecars in the landing zone and quarantine naming the subject
+    targets = list(subjects)
     for base, system in ((Path(settings.landing_dir), "landing"), (Path(settings.quarantine_dir), "quarantine")):
         if not base.exists():
             continue
@@ -715,10 +769,6 @@ def discover(settings, store: LanceStore, subjects: dict[str, str]) -> tuple[dic
         man.telemetry_files = {k: sorted(set(v)) for k, v in man.telemetry_files.items()}
         man.line_hashes = {k: sorted(set(v)) for k, v in man.line_hashes.items()}
         man.landing_paths = sorted(set(man.landing_paths))
-    for man in manifests.values():
-        man.files = sorted(set(man.files))
-        man.doc_ids = sorted(set(man.doc_ids))
-    return manifests, ctx
 
 
 SUBJECT_FIELDS = ("subject_id", "user_id")  # JSON keys (any depth) and Prometheus labels naming a subject
@@ -1102,6 +1152,7 @@ class ScanReport:
     decoded_bytes_scanned: int = 0
     findings: list[ScanFinding] = field(default_factory=list)
     explained: int = 0  # hits that belong to other remaining data (shared text, longer ids)
+    identifier_token_hits: dict[str, int] = field(default_factory=dict)  # location -> raw occurrences outside structured fields
     seconds: float = 0.0
     roots: list[str] = field(default_factory=list)
 
@@ -1127,12 +1178,21 @@ def storage_roots(settings, store: LanceStore) -> list[tuple[str, Path]]:
 
 def byte_scan(settings, store: LanceStore, targets: dict[str, str], manifests: dict[str, Manifest],
               ctx: DiscoveryContext, removed_files: set[str]) -> ScanReport:
-    """Scan every file under every storage root for the identifiers and the fingerprints."""
+    """Scan every file under every storage root for the subject's content fingerprints, and
+    check the identifier where it is structured.
+
+    The identifier is a trace only in a structured subject field: a subject column of any
+    Lance file on disk (decoded, exact value; versions are checked by `api_check`), a sidecar's
+    subject_id, a JSON subject_id/user_id, a CSV subject column, a Prometheus label
+    (`discover_files` run again). Elsewhere an identifier can be an ordinary token ("INFO",
+    "prod", "v2"); raw-byte occurrences of identifiers of 8+ bytes are counted and listed
+    (`identifier_token_hits`) for the operator, not treated as the subject's data."""
     t0 = time.perf_counter()
     rep = ScanReport()
     owners: dict[bytes, list[tuple[str, str, str]]] = defaultdict(list)  # pattern -> [(request_id, kind, subject)]
     for subj, rid in targets.items():
-        owners[subj.encode("utf-8")].append((rid, "subject_id", subj))
+        if len(subj.encode("utf-8")) >= 8:
+            owners[subj.encode("utf-8")].append((rid, "subject_id", subj))
         for hx, kind in manifests[rid].fingerprints.items():
             owners[bytes.fromhex(hx)].append((rid, kind, subj))
     scanner = PatternScanner(owners)
@@ -1147,12 +1207,23 @@ def byte_scan(settings, store: LanceStore, targets: dict[str, str], manifests: d
         for i, off in scanner.find(buf):
             p = pats[i]
             for rid, kind, subj in owners[p]:
-                if kind == "subject_id" and _explained_id(buf, off, subj, ctx.superstrings.get(subj, ())):
-                    with lock:
-                        rep.explained += 1
+                if kind == "subject_id":
+                    if not _explained_id(buf, off, subj, ctx.superstrings.get(subj, ())):
+                        with lock:  # a token, not a structured field: listed, not a trace
+                            rep.identifier_token_hits[location] = rep.identifier_token_hits.get(location, 0) + 1
                     continue
                 with lock:
                     raw_hits.append((location, p, rid, kind))
+
+    subject_values = pa.array(sorted(targets), pa.string())
+
+    def check_subject_column(location: str, arr) -> None:
+        """Exact values of a decoded subject column (never a substring)."""
+        mask = _is_in(arr, subject_values.to_pylist())
+        if pc.any(mask).as_py():
+            for v in pc.unique(arr.filter(mask)).to_pylist():
+                with lock:
+                    raw_hits.append((location, v.encode("utf-8"), targets[v], "subject_id"))
 
     roots = storage_roots(settings, store)
     rep.roots = [name for name, _ in roots]
@@ -1182,7 +1253,7 @@ def byte_scan(settings, store: LanceStore, targets: dict[str, str], manifests: d
         except (FileNotFoundError, PermissionError):
             return
         if name == "lancedb" and p.suffix == ".lance":
-            _scan_lance_decoded(p, loc, rep, scan_buffer, lock)
+            _scan_lance_decoded(p, loc, rep, scan_buffer, lock, check_subject_column)
 
     # numpy and lance release the GIL: one thread per core; largest files first
     jobs.sort(key=lambda j: -j[1].stat().st_size if j[1].exists() else 0)
@@ -1190,6 +1261,14 @@ def byte_scan(settings, store: LanceStore, targets: dict[str, str], manifests: d
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         list(pool.map(scan_file, jobs))
+    # the identifier in structured fields of files: uploads whose sidecar names the subject,
+    # lines whose subject field does (what discovery matches, run again after the deletion)
+    leftover = {rid: Manifest() for rid in set(targets.values())}
+    discover_files(settings, targets, leftover)
+    for rid, m in leftover.items():
+        for key in m.items:
+            system, ident = key.split("\t", 1)
+            raw_hits.append((f"{system}/{ident}", b"", rid, "subject_id"))
     # text fingerprints found outside our own removed files: shared with remaining data?
     text_kinds = {"document_text", "chunk_text", "raw_file"}
     suspicious = {p for loc, p, rid, kind in raw_hits if kind in text_kinds}
@@ -1222,7 +1301,7 @@ def _explained_id(buf, off: int, target: str, supers: Iterable[str]) -> bool:
         mv.release()
 
 
-def _scan_lance_decoded(path: Path, loc: str, rep: ScanReport, scan_buffer, lock) -> None:
+def _scan_lance_decoded(path: Path, loc: str, rep: ScanReport, scan_buffer, lock, check_subject_column=None) -> None:
     """Decode the string columns of a Lance file (data or index) and scan their bytes."""
     try:
         from lance.file import LanceFileReader
@@ -1237,6 +1316,8 @@ def _scan_lance_decoded(path: Path, loc: str, rep: ScanReport, scan_buffer, lock
     with lock:
         rep.lance_files_decoded += 1
     for name in table.column_names:
+        if check_subject_column is not None and name in SUBJECT_COLUMNS:
+            check_subject_column(f"{loc}::{name}", table.column(name))
         for chunk in table.column(name).chunks:
             bufs = chunk.buffers()
             data = bufs[2] if len(bufs) > 2 else None
@@ -1536,6 +1617,7 @@ def process_requests(
                 "lance_files_decoded": rep.lance_files_decoded, "decoded_bytes_scanned": rep.decoded_bytes_scanned,
                 "byte_matches": sum(f.count for f in mine), "patterns": {"subject_id": 1, **dict(sorted(kinds.items()))},
                 "hits_explained_by_other_data": rep.explained, "storage_roots": rep.roots,
+                "identifier_token_hits_outside_structured_fields": sum(rep.identifier_token_hits.values()),
             }
             if mine or api_matches:
                 where = "; ".join(f"{f.location} ({f.kind} x{f.count})" for f in mine[:20])
@@ -1601,11 +1683,11 @@ def certificate_id_for(request_id: str) -> str:
 
 
 METHOD = [
-    "discovery by in-memory comparison of subject_id/user_id columns (pyarrow), never a filter string",
-    "LanceDB rows deleted by internal ids (doc_id, chunk_id, row_id) in documents, chunks, every embeddings_<version> table and telemetry tables",
+    "the subject is matched only on structured fields: subject_id/user_id columns (pyarrow, in memory, never a filter string), sidecar subject_id, JSON subject_id/user_id fields, CSV subject columns, Prometheus labels; never substrings of raw lines or file names",
+    "one deletion cascade (intent recorded in the ledger before, result after): rows deleted by internal ids (doc_id, chunk_id, row_id) in every embeddings_<version> table, chunks, telemetry tables, then source lines, files, documents, ledger batch-file records and emptied ingest_batches partitions",
     "physical purge: compaction materialising deletions (threshold 0), scalar index rebuild, tags moved, cleanup_old_versions(older_than=0), unreferenced leftovers of killed writes past the grace period",
-    "landing-zone and quarantine files and sidecars deleted; log/metric/export lines naming the subject removed",
-    "verification: every table and version via the Lance API, and a byte-level scan of every file under every storage root plus decoded string columns of every Lance file",
+    "landing-zone and quarantine files and sidecars deleted; log/metric/export lines whose subject field names the subject removed",
+    "verification: every table and version via the Lance API, subject columns of every Lance file on disk (decoded, exact values), structured fields of every file, and a byte-level scan of every file under every storage root plus decoded string columns of every Lance file for the subject's content fingerprints",
     "subject added to the erasure denylist as a salted hash",
 ]
 
