@@ -108,10 +108,12 @@ def _rrn_check_digit(first12: str) -> int:
 
 
 def make_rrn(rng: random.Random, valid: bool = True) -> str:
-    """A Korean RRN ``YYMMDD-GHIJKLX``; ``valid=False`` gives a bad checksum."""
+    """A Korean RRN ``YYMMDD-GHIJKLX``; ``valid=False`` gives a number that is no RRN:
+    a month 13-19 and a bad checksum (a valid date with any checksum is an RRN, since
+    RRNs issued from October 2020 on carry no valid check digit)."""
     century2000 = rng.random() < 0.25
     yy = rng.randint(0, 19) if century2000 else rng.randint(50, 99)
-    mm = rng.randint(1, 12)
+    mm = rng.randint(1, 12) if valid else rng.randint(13, 19)
     dd = rng.randint(1, 28)
     g = rng.choice("34" if century2000 else "12")
     region = f"{rng.randint(0, 95):02d}"
