@@ -578,3 +578,46 @@ def test_identifiers_that_are_ordinary_tokens_touch_no_line_file_or_export(world
     after_files = _files_under(s.logs_dir, s.metrics_dir, s.exports_dir, s.landing_dir, s.quarantine_dir)
     assert after_files == before_files  # byte for byte: no line, textfile or export rewritten or removed
     assert prom.exists()
+
+
+def test_erasure_run_by_the_sensor_leaves_no_empty_ingest_batches_partition(world, code_location_env):
+    """Finding 6: the batches the erasure empties lose their dynamic partition, so the next
+    orphan report has no partition_without_data (and keeps every other key)."""
+    import dagster as dg
+
+    from aisg_pipelines.governance.orphans import OrphanScope, detect_orphans
+    from aisg_pipelines.local_runner import tick_sensor
+
+    from .conftest import fresh_defs
+
+    s, _ = world
+    code_location_env(s)
+    instance = dg.DagsterInstance.get()
+    led = Ledger(s.ledger_url)
+    store = LanceStore(s.lancedb_uri)
+    docs = store.scan(DOCUMENTS, ["doc_id", "subject_id", "batch_id"]).to_pylist()
+    instance.add_dynamic_partitions("ingest_batches", sorted({d["batch_id"] for d in docs}))
+    target_batches = sorted({d["batch_id"] for d in docs if d["subject_id"] == TARGET})
+    shared = {d["batch_id"] for d in docs if d["subject_id"] != TARGET}
+    emptied = sorted(set(target_batches) - shared)
+    assert emptied  # one document per upload day in the sample
+    keys_before = sorted(instance.get_dynamic_partitions("ingest_batches"))
+    scope = OrphanScope.from_settings(s)
+    assert detect_orphans(scope, keys_before).counts["partition_without_data"] == 0
+
+    s.erasure_inbox.mkdir(parents=True, exist_ok=True)
+    (s.erasure_inbox / "r.json").write_text(json.dumps({"request_id": "p-1", "subject_id": TARGET, "requested_by": "dpo"}))
+    out = tick_sensor(fresh_defs(), instance, "erasure_inbox_sensor")
+    assert len(out.launched) == 1 and out.all_succeeded
+    assert er.get_request(led, "p-1")["status"] == "certified"
+    keys_after = sorted(instance.get_dynamic_partitions("ingest_batches"))
+    assert keys_after == sorted(set(keys_before) - set(emptied))
+    report = detect_orphans(OrphanScope.from_settings(s), keys_after)
+    assert report.counts["partition_without_data"] == 0 and report.cleanable_total == 0
+    # the ledger keeps no batch-file record of the erased uploads (finding 8)
+    assert not set(emptied) & set(led.batch_ids())
+    paths = [d for d in (json.dumps(led.batch_files(b)) for b in led.batch_ids())]
+    assert not any(f"{d['doc_id']}." in "".join(paths) for d in docs if d["subject_id"] == TARGET)
+    (intent,) = [e.details for e in led.events("cascade.intent")]
+    (result,) = [e.details for e in led.events("cascade.result")]
+    assert intent["request_ids"] == ["p-1"] and result["partitions_deleted"] == len(emptied)

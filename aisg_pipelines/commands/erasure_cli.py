@@ -11,6 +11,14 @@ from ..cli import main
 from ..settings import Settings
 
 
+def _partitions(s: Settings):
+    """The Dagster instance's ingest_batches partitions: the erasure deletes the keys it leaves empty."""
+    from ..defs.orphans.assets import DagsterPartitions
+    from ..demo import open_instance
+
+    return DagsterPartitions(open_instance(s))
+
+
 @main.command(help="Record a GDPR erasure request and run it now (or --no-run to only enqueue it for the sensor).")
 @click.option("--subject-id", required=True, help="The data subject's identifier (treated as data, never code).")
 @click.option("--requested-by", required=True, help="Who asked (e.g. the DPO's address).")
@@ -21,7 +29,8 @@ def erase(subject_id: str, requested_by: str, reason: str, request_id: str | Non
     from ..governance.erasure import erase_subject
 
     s = Settings.from_env()
-    intake, res = erase_subject(s, subject_id, requested_by=requested_by, reason=reason, request_id=request_id, run=not no_run)
+    intake, res = erase_subject(s, subject_id, requested_by=requested_by, reason=reason, request_id=request_id, run=not no_run,
+                                partitions=None if no_run else _partitions(s))
     if not intake.accepted:
         click.echo(f"request REJECTED ({intake.code}): {intake.detail}", err=True)
         sys.exit(2)
@@ -45,7 +54,8 @@ def erase(subject_id: str, requested_by: str, reason: str, request_id: str | Non
 def erase_pending() -> None:
     from ..governance.erasure import process_requests
 
-    res = process_requests(Settings.from_env())
+    s = Settings.from_env()
+    res = process_requests(s, partitions=_partitions(s))
     click.echo(f"{len(res.certified)} certified, {len(res.failed)} failed of {len(res.outcomes)}")
     for o in res.outcomes:
         click.echo(f"  {o.request_id}: {o.status} {o.certificate_path or o.failure or ''}")

@@ -1760,8 +1760,9 @@ def certify(settings, ledger: Ledger, request_id: str, *, clock: Callable[[], da
 
 # -- convenience ----------------------------------------------------------------------------
 def erase_subject(settings, subject_id: str, *, requested_by: str, reason: str = "", request_id: str | None = None,
-                  run: bool = True, hook=None, clock=None) -> tuple[IntakeResult, ErasureRunResult | None]:
-    """What `aisg erase` does: validate, record as received, and (unless run=False) process now."""
+                  run: bool = True, hook=None, clock=None, partitions=None) -> tuple[IntakeResult, ErasureRunResult | None]:
+    """What `aisg erase` does: validate, record as received, and (unless run=False) process now.
+    `partitions` (a `cascade.PartitionSink`) receives the ingest_batches keys left empty."""
     ledger = Ledger(settings.ledger_url)
     obj = {"subject_id": subject_id, "requested_by": requested_by, "reason": reason,
            "request_id": request_id or f"er-{uuid.uuid4().hex[:20]}"}
@@ -1775,7 +1776,7 @@ def erase_subject(settings, subject_id: str, *, requested_by: str, reason: str =
     intake_res = intake(settings, ledger, req, now=now)
     if not intake_res.accepted or not run:
         return intake_res, None
-    return intake_res, process_requests(settings, [req.request_id], ledger=ledger, hook=hook, clock=clock)
+    return intake_res, process_requests(settings, [req.request_id], ledger=ledger, hook=hook, clock=clock, partitions=partitions)
 
 
 @dataclass

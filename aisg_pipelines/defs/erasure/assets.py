@@ -63,7 +63,12 @@ def erasure_requests(
     led = ledger.get_ledger()
     res = None
     if config.process:
-        res = process_requests(s, config.request_ids or None, ledger=led, store=lance.get_store(), actor=f"dagster:{context.run_id[:8]}")
+        from ..orphans.assets import DagsterPartitions
+
+        res = process_requests(s, config.request_ids or None, ledger=led, store=lance.get_store(), actor=f"dagster:{context.run_id[:8]}",
+                               partitions=DagsterPartitions(context.instance))
+        if res.partitions_deleted:
+            context.log.info(f"ingest_batches partitions left empty and deleted: {', '.join(res.partitions_deleted)}")
         for o in res.failed:
             context.log.error(f"erasure request {o.request_id} failed: {o.failure}")
         for o in res.certified:
@@ -83,6 +88,7 @@ def erasure_requests(
     }
     if res is not None:
         metadata["processed"] = len(res.outcomes)
+        metadata["partitions_deleted"] = len(res.partitions_deleted)
         metadata["certified"] = len(res.certified)
         metadata["failed"] = len(res.failed)
         metadata["timings_s"] = {k: round(v, 3) for k, v in res.timings.items()}
