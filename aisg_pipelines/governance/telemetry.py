@@ -14,6 +14,10 @@ Ingesting a day replaces exactly that day's rows (one merge_insert keyed by ``ro
 hash of file path and line), so a re-ingest is idempotent. Malformed lines are counted and
 written, with a reason, to ``<quarantine>/telemetry/<kind>/<day>.rejected.jsonl``; they never
 stop the run.
+
+PII: every free-text value is scrubbed before it is stored (the log message and service, a
+metric's name and label values, a rejected line and its reason detail). ``user_id`` is the
+structured subject field that retention holds and erasure match on, so it is kept as is.
 """
 
 from __future__ import annotations
@@ -231,8 +235,32 @@ class TelemetryIngestResult:
     write: dict[str, int] = field(default_factory=dict)
 
 
-def read_day(kind: str, directory: Path, day: str, files: list[str], now: datetime) -> tuple[pa.Table, list[dict]]:
-    """(rows of the day, rejected lines with reasons)."""
+def _scrubber(scrubber=None):
+    if scrubber is not None:
+        return scrubber
+    from .pii import get_scrubber
+
+    return get_scrubber(os.environ.get("AISG_PII_OPERATORS") or None)
+
+
+def scrub_parsed(kind: str, parsed: dict, scrubber) -> dict:
+    """The row with its free-text fields scrubbed (ids and the subject field untouched)."""
+    out = dict(parsed)
+    if kind == "system_logs":
+        for key in ("message", "service"):
+            if out.get(key):
+                out[key] = scrubber.scrub_text(out[key])
+        return out
+    out["name"] = scrubber.scrub_text(out["name"])
+    labels = json.loads(out["labels"])
+    clean = {k: (v if k == "user_id" else scrubber.scrub_value(v)) for k, v in labels.items()}
+    out["labels"] = json.dumps(clean, sort_keys=True, ensure_ascii=False)[:4000]
+    return out
+
+
+def read_day(kind: str, directory: Path, day: str, files: list[str], now: datetime, scrubber=None) -> tuple[pa.Table, list[dict]]:
+    """(rows of the day, rejected lines with reasons), PII-scrubbed."""
+    scrubber = _scrubber(scrubber)
     rows: dict[str, dict] = {}
     rejected: list[dict] = []
     for rel in files:
@@ -247,10 +275,12 @@ def read_day(kind: str, directory: Path, day: str, files: list[str], now: dateti
             try:
                 parsed = parse_line(kind, raw)
             except Malformed as m:
-                rejected.append({"file": rel, "line_no": n, "reason": m.code, "explanation": REASONS[m.code], "detail": m.detail, "raw": raw[:2000].decode("utf-8", "replace")})
+                rejected.append({"file": rel, "line_no": n, "reason": m.code, "explanation": REASONS[m.code],
+                                 "detail": scrubber.scrub_text(m.detail),
+                                 "raw": scrubber.scrub_text(raw[:2000].decode("utf-8", "replace"))})
                 continue
             rid = row_id_for(kind, rel, raw)
-            rows[rid] = {"row_id": rid, "day": day, **parsed, "source_file": rel, "ingested_at": now}
+            rows[rid] = {"row_id": rid, "day": day, **scrub_parsed(kind, parsed, scrubber), "source_file": rel, "ingested_at": now}
     schema = KINDS[kind][1]
     return pa.Table.from_pylist(list(rows.values()), schema=schema), rejected
 
@@ -260,7 +290,8 @@ def ingest_day(store: LanceStore, kind: str, directory: Path, quarantine_dir: Pa
     return ingest_days(store, kind, directory, quarantine_dir, [day], now=now)[0]
 
 
-def ingest_days(store: LanceStore, kind: str, directory: Path, quarantine_dir: Path, days: list[str], *, now: datetime | None = None) -> list[TelemetryIngestResult]:
+def ingest_days(store: LanceStore, kind: str, directory: Path, quarantine_dir: Path, days: list[str], *, now: datetime | None = None,
+                scrubber=None) -> list[TelemetryIngestResult]:
     """Make the rows of each of `days` exactly those parsed from its files, in ONE commit.
 
     Idempotent: rows are upserted by row_id and the days' other rows deleted. A day without
@@ -272,6 +303,7 @@ def ingest_days(store: LanceStore, kind: str, directory: Path, quarantine_dir: P
         if not STRICT_DAY_RE.fullmatch(day):
             raise ValueError(f"day {day!r} is not YYYY-MM-DD")
     now = now or datetime.now(timezone.utc)
+    scrubber = _scrubber(scrubber)
     by_day = list_day_files(directory)
     name, schema = KINDS[kind]
     results, tables, present = [], [], []
@@ -282,7 +314,7 @@ def ingest_days(store: LanceStore, kind: str, directory: Path, quarantine_dir: P
         if not files:
             continue
         present.append(day)
-        table, rejected = read_day(kind, directory, day, files, now)
+        table, rejected = read_day(kind, directory, day, files, now, scrubber)
         tables.append(table)
         res.rows = table.num_rows
         res.malformed = len(rejected)
@@ -329,13 +361,16 @@ def ingest_days(store: LanceStore, kind: str, directory: Path, quarantine_dir: P
 
 def ingest_all(settings, *, kinds=("system_logs", "metrics"), days: list[str] | None = None, now: datetime | None = None) -> list[TelemetryIngestResult]:
     """Ingest every day found (or only `days`) of each kind, one commit per kind."""
+    from .pii import get_scrubber
+
     store = LanceStore(settings.lancedb_uri, settings.lancedb_storage_options)
+    scrubber = get_scrubber(getattr(settings, "pii_operators", None) or None)
     out = []
     for kind in kinds:
         d = source_dir(settings, kind)
         todo = [day for day in sorted(list_day_files(d)) if days is None or day in days]
         if todo:
-            out += ingest_days(store, kind, d, settings.quarantine_dir, todo, now=now)
+            out += ingest_days(store, kind, d, settings.quarantine_dir, todo, now=now, scrubber=scrubber)
     return out
 
 

@@ -5,20 +5,27 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from ..metadata import md_table
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
+from ..resources import (
+    GovernancePathsResource,
+    LandingZoneResource,
+    LanceStoreResource,
+    LedgerResource,
+    PiiScrubberResource,
+    settings_from_resources,
+)
 from .partitions import metric_days, system_log_days
 
 CATEGORY_ORDER = ("user_content", "system_logs", "metrics", "audit_ledger", "retired_embed_versions")
 
 
-def _telemetry(context: dg.AssetExecutionContext, kind: str, lance, landing, paths) -> dg.MaterializeResult:
+def _telemetry(context: dg.AssetExecutionContext, kind: str, lance, landing, paths, pii) -> dg.MaterializeResult:
     from pathlib import Path
 
     from ...governance.telemetry import KINDS, ingest_days
 
     directory = Path(paths.logs_dir if kind == "system_logs" else paths.metrics_dir)
     days = list(context.partition_keys)
-    results = ingest_days(lance.get_store(), kind, directory, landing.quarantine, days)
+    results = ingest_days(lance.get_store(), kind, directory, landing.quarantine, days, scrubber=pii.get_scrubber())
     rows = sum(r.rows for r in results)
     malformed = sum(r.malformed for r in results)
     by_reason: dict[str, int] = {}
@@ -53,8 +60,9 @@ def _telemetry(context: dg.AssetExecutionContext, kind: str, lance, landing, pat
     ),
     tags={"aisg/area": "retention"},
 )
-def system_logs(context: dg.AssetExecutionContext, lance: LanceStoreResource, landing: LandingZoneResource, paths: GovernancePathsResource) -> dg.MaterializeResult:
-    return _telemetry(context, "system_logs", lance, landing, paths)
+def system_logs(context: dg.AssetExecutionContext, lance: LanceStoreResource, landing: LandingZoneResource, paths: GovernancePathsResource,
+                pii: PiiScrubberResource) -> dg.MaterializeResult:
+    return _telemetry(context, "system_logs", lance, landing, paths, pii)
 
 
 @dg.asset(
@@ -69,8 +77,9 @@ def system_logs(context: dg.AssetExecutionContext, lance: LanceStoreResource, la
     ),
     tags={"aisg/area": "retention"},
 )
-def metrics(context: dg.AssetExecutionContext, lance: LanceStoreResource, landing: LandingZoneResource, paths: GovernancePathsResource) -> dg.MaterializeResult:
-    return _telemetry(context, "metrics", lance, landing, paths)
+def metrics(context: dg.AssetExecutionContext, lance: LanceStoreResource, landing: LandingZoneResource, paths: GovernancePathsResource,
+            pii: PiiScrubberResource) -> dg.MaterializeResult:
+    return _telemetry(context, "metrics", lance, landing, paths, pii)
 
 
 class RetentionConfig(dg.Config):
