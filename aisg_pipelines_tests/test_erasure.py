@@ -621,3 +621,73 @@ def test_erasure_run_by_the_sensor_leaves_no_empty_ingest_batches_partition(worl
     (intent,) = [e.details for e in led.events("cascade.intent")]
     (result,) = [e.details for e in led.events("cascade.result")]
     assert intent["request_ids"] == ["p-1"] and result["partitions_deleted"] == len(emptied)
+
+
+def test_in_progress_request_of_a_dead_run_is_relaunched_by_the_next_tick(world, code_location_env):
+    """Finding 5: a sensor-launched run killed mid-way stays STARTED; the next tick sees that its
+    worker is gone, marks the run failed and relaunches the request, which is certified. A run
+    whose worker is alive keeps its requests."""
+    import dagster as dg
+    from dagster._core.utils import make_new_run_id
+
+    from aisg_pipelines.defs.erasure.sensors import REQUESTS_TAG, WORKER_TAG, worker_identity
+    from aisg_pipelines.local_runner import tick_sensor
+
+    from .conftest import fresh_defs
+
+    s, _ = world
+    code_location_env(s)
+    instance = dg.DagsterInstance.get()
+
+    class Killed(Exception):
+        pass
+
+    def kill(step):
+        if step == "discovered":
+            raise Killed(step)
+
+    er.erase_subject(s, TARGET, requested_by="dpo", request_id="dead-1", run=False, clock=CLOCK)
+    with pytest.raises(Killed):
+        er.process_requests(s, ["dead-1"], hook=kill, clock=CLOCK)
+    led = Ledger(s.ledger_url)
+    assert er.get_request(led, "dead-1")["status"] == "in_progress"
+    # the run the sensor launched for it, whose worker process has exited
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    dead = dg.DagsterRun(job_name="erasure", run_id=make_new_run_id(), status=dg.DagsterRunStatus.STARTED,
+                         tags={"aisg/job": "erasure", REQUESTS_TAG: "dead-1", WORKER_TAG: f"{worker_identity().split(':')[0]}:{p.pid}:1"})
+    instance.add_run(dead)
+    # a live worker (this process) keeps its requests in flight: nothing is launched
+    live = dg.DagsterRun(job_name="erasure", run_id=make_new_run_id(), status=dg.DagsterRunStatus.STARTED,
+                         tags={"aisg/job": "erasure", REQUESTS_TAG: "dead-1", WORKER_TAG: worker_identity()})
+    instance.add_run(live)
+    defs = fresh_defs()
+    out = tick_sensor(defs, instance, "erasure_inbox_sensor")
+    assert not out.launched and out.skip_reason
+    assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+    instance.report_run_failed(instance.get_run_by_id(live.run_id))  # now that one ends too
+    out = tick_sensor(defs, instance, "erasure_inbox_sensor")
+    assert len(out.launched) == 1 and out.all_succeeded
+    assert out.launched[0].tags[REQUESTS_TAG] == "dead-1"
+    assert er.get_request(led, "dead-1")["status"] == "certified"
+    assert _count_events(s, "erasure.certified") == 1
+    assert instance.get_run_by_id(out.launched[0].run_id).tags[WORKER_TAG].split(":")[1] == str(os.getpid())
+
+
+def test_run_monitoring_is_on_in_both_instance_files(tmp_path, monkeypatch):
+    import shutil
+
+    import dagster as dg
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    for f in (root / "dagster.yaml", root / "deploy" / "dagster.yaml"):
+        cfg = yaml.safe_load(f.read_text())
+        assert cfg["run_monitoring"]["enabled"] is True, f
+        assert cfg["run_monitoring"]["start_timeout_seconds"] > 0 and cfg["run_monitoring"]["max_runtime_seconds"] > 0, f
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(root / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        assert instance.run_monitoring_enabled

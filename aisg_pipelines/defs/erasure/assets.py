@@ -63,6 +63,10 @@ def erasure_requests(
     led = ledger.get_ledger()
     res = None
     if config.process:
+        from .sensors import WORKER_TAG, worker_identity
+
+        # who is doing the work: a tick that finds this process gone relaunches the requests
+        context.instance.add_run_tags(context.run_id, {WORKER_TAG: worker_identity()})
         from ..orphans.assets import DagsterPartitions
 
         res = process_requests(s, config.request_ids or None, ledger=led, store=lance.get_store(), actor=f"dagster:{context.run_id[:8]}",

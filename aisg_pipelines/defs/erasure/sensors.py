@@ -1,12 +1,22 @@
 """The erasure inbox sensor: request files -> `received` requests -> one erasure run.
 
-Bad request files are moved to `<inbox>/rejected/` with a reason (and recorded in the
-ledger); they never make the tick fail. Pending requests are batched into one run whose
+Bad request files are moved to `<inbox>/rejected/` with a (redacted) reason (and recorded in
+the ledger); they never make the tick fail. Pending requests are batched into one run whose
 run_key derives from their ids and attempt numbers: the same pending set launches once;
 after a failed run the attempt number changes, so the next tick retries (resumable).
+
+A run whose worker died (killed, OOM, host restart) would stay STARTED and hold its requests
+`in_progress` forever. The erasure step tags its run with the worker's identity
+(`aisg/worker` = host:pid:process start time); a tick that finds a STARTED run whose worker
+is gone (same host and that process no longer exists; or the run launcher's health check says
+so) reports the run failed, which counts as a finished attempt, and relaunches its requests.
+Dagster run monitoring (dagster.yaml, deploy/dagster.yaml) fails runs stuck in STARTING or
+CANCELING, and runs past max_runtime, on its own.
 """
 
 import hashlib
+import os
+import socket
 from collections import Counter
 
 import dagster as dg
@@ -25,12 +35,74 @@ erasure_job = dg.define_asset_job(
 _FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
-def plan_run(instance, pending: list[str]):
-    """(request ids to launch now, run_key) given the runs already in the instance."""
+WORKER_TAG = "aisg/worker"
+
+
+def _proc_start(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux), '' where unknown: with the
+    pid it names one process, not a later one that reused the pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def worker_identity() -> str:
+    """host:pid:start of this process (the value of the run's aisg/worker tag)."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_proc_start(pid)}"
+
+
+def worker_alive(tag: str) -> bool | None:
+    """True/False when this host can tell (the worker ran here), None otherwise."""
+    try:
+        host, pid_s, start = tag.rsplit(":", 2)
+        pid = int(pid_s)
+    except ValueError:
+        return None
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, another user's
+    return not start or _proc_start(pid) in ("", start)
+
+
+def run_worker_dead(instance, run) -> bool:
+    """A STARTED run whose worker is gone."""
+    if run.status != dg.DagsterRunStatus.STARTED:
+        return False
+    tag = run.tags.get(WORKER_TAG)
+    if tag and worker_alive(tag) is False:
+        return True
+    launcher = instance.run_launcher
+    if getattr(launcher, "supports_check_run_worker_health", False):
+        try:
+            from dagster._core.launcher import WorkerStatus
+
+            return launcher.check_run_worker_health(run).status in (WorkerStatus.FAILED, WorkerStatus.NOT_FOUND)
+        except Exception:
+            return False
+    return False
+
+
+def plan_run(instance, pending: list[str], log=None):
+    """(request ids to launch now, run_key) given the runs already in the instance. A run
+    whose worker is dead is reported failed first (its requests are relaunched)."""
     inflight: set[str] = set()
     attempts: Counter = Counter()
     for run in instance.get_runs(filters=dg.RunsFilter(tags={"aisg/job": "erasure"}), limit=2000):
         ids = [i for i in run.tags.get(REQUESTS_TAG, "").split(",") if i]
+        if run.status not in _FINISHED and run_worker_dead(instance, run):
+            instance.report_run_failed(run, message=f"erasure run worker {run.tags.get(WORKER_TAG, '?')} is gone; its requests are relaunched")
+            if log is not None:
+                log.warning(f"erasure run {run.run_id} was STARTED but its worker is gone: marked failed, requests {ids} relaunched")
+            attempts.update(ids)
+            continue
         if run.status in _FINISHED:
             attempts.update(ids)
         else:
@@ -67,7 +139,7 @@ def erasure_inbox_sensor(
     scan = scan_inbox(s, led)
     for name, code, detail in scan.rejected:
         context.log.warning(f"erasure request file {name} rejected: {code} {detail}")
-    launch, key = plan_run(context.instance, pending_request_ids(s, led))
+    launch, key = plan_run(context.instance, pending_request_ids(s, led), log=context.log)
     if not launch:
         return dg.SkipReason(f"no pending erasure requests ({len(scan.rejected)} files rejected this tick)")
     return dg.RunRequest(
