@@ -351,6 +351,10 @@ def test_replay_of_an_erased_subject_is_dropped_and_newer_upload_accepted(popula
     reason = (s.quarantine_dir / (shown + ".reason.txt")).read_text(encoding="utf-8")
     assert subj not in reason and f"subject_hash: {h}\n" in reason and "removed_without_keeping: file, sidecar" in reason
     assert not any(subj in p.name for p in _files_under(s.quarantine_dir))
+    # nor its path in the ledger's batch manifests
+    led = Ledger(s.ledger_url)
+    assert not any(replay_rel in led.batch_files(b) for b in led.batch_ids())
+    assert not any(subj in f for b in led.batch_ids() for f in led.batch_files(b))
     # no raw subject id in the ingest events either
     assert not any(subj in json.dumps(e.details) for e in Ledger(s.ledger_url).events("ingest."))
     # the newer upload is new data: stored
@@ -358,3 +362,20 @@ def test_replay_of_an_erased_subject_is_dropped_and_newer_upload_accepted(popula
     rows = store.scan(DOCUMENTS, ["doc_id", "subject_id", "text"], filter="doc_id = 'doc-fresh'").to_pylist()
     assert len(rows) == 1 and rows[0]["subject_id"] == subj and "9924-ZK" in rows[0]["text"]
     assert pc.sum(pc.equal(store.scan(CHUNKS, ["doc_id"])["doc_id"], "doc-fresh")).as_py() >= 1
+
+
+def test_reason_files_name_no_raw_subject_id(settings):
+    """Any refusal after the sidecar named a subject: the reason file shows its salted hash."""
+    subj = "kim.minsu@example.com"
+    bad = settings.landing_dir / subj / "letter.txt"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\xff\xfe not UTF-8 at all")
+    (bad.parent / "letter.txt.meta.json").write_text(_sidecar("doc-bad", subj), encoding="utf-8")
+    res = ingest_all(settings)
+    assert (res.documents, res.quarantined) == (0, 1)
+    rel = f"{subj}/letter.txt"
+    assert quarantine_reason(settings.quarantine_dir, rel) == "not_utf8"
+    reason = (settings.quarantine_dir / (rel + ".reason.txt")).read_text(encoding="utf-8")
+    h = subject_hash(subj, load_or_create_salt(settings))
+    assert subj not in reason
+    assert f"original_path: subject:{h[:16]}/letter.txt\n" in reason and f"subject_hash: {h}\n" in reason

@@ -111,6 +111,7 @@ class Rejected(Exception):
     def __init__(self, code: str, detail: str = ""):
         self.code = code
         self.detail = detail
+        self.subject_id: str | None = None  # set once the sidecar named one: the reason file shows only its hash
         super().__init__(f"{code}: {REASONS.get(code, code)}" + (f" ({detail})" if detail else ""))
 
 
@@ -372,16 +373,20 @@ def read_upload(landing_dir: Path, rel_path: str, max_bytes: int) -> Upload:
         if side_raw is None:
             raise Rejected("invalid_sidecar_json", f"the sidecar has {side_size} bytes (limit {SIDECAR_MAX_BYTES})")
         meta = parse_sidecar(side_raw)
-        if st.st_size > max_bytes:
-            raise Rejected("too_large", f"{st.st_size} bytes > limit {max_bytes}")
-        if suffix not in SUPPORTED_SUFFIXES:
-            raise Rejected("unsupported_type", f"suffix {suffix or '(none)'}")
-        raw, stamp, size = _read_entry(dir_fd, name, "upload", max_bytes)
-        if raw is None:
-            raise Rejected("too_large", f"{size} bytes > limit {max_bytes}")
+        try:
+            if st.st_size > max_bytes:
+                raise Rejected("too_large", f"{st.st_size} bytes > limit {max_bytes}")
+            if suffix not in SUPPORTED_SUFFIXES:
+                raise Rejected("unsupported_type", f"suffix {suffix or '(none)'}")
+            raw, stamp, size = _read_entry(dir_fd, name, "upload", max_bytes)
+            if raw is None:
+                raise Rejected("too_large", f"{size} bytes > limit {max_bytes}")
+            text = extract_text(raw, suffix)
+        except Rejected as rej:
+            rej.subject_id = meta["subject_id"]
+            raise
     finally:
         os.close(dir_fd)
-    text = extract_text(raw, suffix)
     return Upload(
         rel_path=rel_path,
         doc_id=meta["doc_id"],
@@ -504,7 +509,9 @@ def quarantine(
     - `drop_content` removes the file and its sidecar instead of keeping them (a replay of
       an erased subject's data must not be kept anywhere).
     - The reason file holds no raw subject id: `subject_id` is replaced by its salted hash
-      (`subject_hash`) in what is written, including the reason file's own path.
+      (`subject_hash`) in what is written. With `drop_content` nothing else of the upload is
+      kept, so the reason file's own path is redacted too; otherwise it lies beside the moved
+      file (whose sidecar names the subject, as the upload did; erasure finds both).
 
     Idempotent: if a previous, killed run already moved the file, the reason file is
     (re)written and nothing else happens.
@@ -533,8 +540,9 @@ def quarantine(
                 _move_out(dir_fd, entry, target)
         finally:
             os.close(dir_fd)
+    subject_id = subject_id or rejected.subject_id
     shown_path = redact(rel_path, subject_id, subject_hash)
-    reason = _reason_path(quarantine_dir, shown_path)
+    reason = _reason_path(quarantine_dir, shown_path if drop_content else rel_path)
     reason.parent.mkdir(parents=True, exist_ok=True)
     detail = redact(rejected.detail, subject_id, subject_hash)
     reason.write_text(
@@ -550,7 +558,7 @@ def quarantine(
         encoding="utf-8",
     )
     kept = "" if (drop_content or rejected.code in LINK_CODES) else str(dst)
-    return Quarantined(shown_path, rejected.code, detail, kept or str(reason))
+    return Quarantined(shown_path if drop_content else rel_path, rejected.code, detail, kept or str(reason))
 
 
 def quarantine_reason(quarantine_dir: Path, rel_path: str) -> str | None:

@@ -113,7 +113,7 @@ def ingest_documents(
         return hashes[subject_id]
 
     def refuse(rel: str, rej: Rejected, up=None, *, drop_content: bool = False) -> None:
-        sid = up.subject_id if up is not None else None
+        sid = up.subject_id if up is not None else rej.subject_id
         result.quarantined.append(quarantine(landing_dir, quarantine_dir, rel, rej, batch_id, subject_id=sid,
                                              subject_hash=h(sid) if sid else None, drop_content=drop_content))
 
@@ -155,6 +155,7 @@ def ingest_documents(
         if subject_salt is None and ledger.denylisted_subject_hashes():
             raise ValueError("ingest_documents needs subject_salt to check uploads against the erasure denylist")
         erased: dict[str, datetime | None] = {}
+        replays: list[str] = []
         kept = []
         for up in uploads:
             sh = h(up.subject_id)
@@ -164,9 +165,14 @@ def ingest_documents(
             if when is not None and up.uploaded_at < when:
                 refuse(up.rel_path, Rejected("erased_subject_replay", f"uploaded_at {up.uploaded_at.isoformat()} precedes the certified erasure of {when.isoformat()}"),
                        up, drop_content=True)
+                replays.append(up.rel_path)
                 continue
             kept.append(up)
         uploads = kept
+        if replays:  # nothing of a replay is kept, not even its path in the batch manifest
+            from .cascade import remove_ledger_paths
+
+            remove_ledger_paths(ledger, replays)
 
     # 3. a doc_id of another subject is refused; what is stored for it now
     existing: dict[str, dict] = {}
