@@ -221,7 +221,7 @@ def step_erasure(ctx: DemoContext) -> None:
     present = set(store.scan(DOCUMENTS, ["subject_id"])["subject_id"].to_pylist()) if store.has_table(DOCUMENTS) else set()
     erased = ledger.denylisted_subject_hashes()
     salt = load_or_create_salt(s)
-    candidates = [x["subject_id"] for x in ctx.manifest.get("subjects", []) if not x.get("legal_hold")
+    candidates = [x["subject_id"] for x in ctx.manifest.get("subjects", []) if not x.get("legal_hold") and x.get("subject_id")
                   and x["subject_id"] in present and subject_hash(x["subject_id"], salt) not in erased]
     if not candidates:
         print("no sample subject without legal hold left to erase (already erased in an earlier demo run)")
@@ -246,6 +246,8 @@ def step_erasure(ctx: DemoContext) -> None:
           f"{v['bytes_scanned']:,} bytes (+{v['decoded_bytes_scanned']:,} decoded) scanned, {v['byte_matches']} matches")
     print(f"certificate: {row['certificate_path']}  (+ .html, .pdf)")
     print(f"public key:  {row['progress']['public_key_path']}")
+    if (s.data_dir / "sample_manifest.json").exists():  # the erasure redacted the subject there: reload
+        ctx.manifest = json.loads((s.data_dir / "sample_manifest.json").read_text())
     result = verify_certificate_file(Path(row["certificate_path"]), Path(row["progress"]["public_key_path"]))
     print(f"aisg verify-certificate {row['certificate_path']} --public-key {row['progress']['public_key_path']}\n  -> {result.message}")
 
@@ -289,7 +291,7 @@ def step_retention(ctx: DemoContext) -> None:
     s = ctx.settings
     _heading("Retention: user content 180 d, logs 90 d, metrics 30 d, audit 7 y, legal holds, physical purge")
     if not any(s.logs_dir.glob("*.jsonl")) and not any(s.metrics_dir.glob("*.jsonl")):
-        subjects = [x["subject_id"] for x in ctx.manifest.get("subjects", [])] or ["subj-ko-001", "subj-en-002"]
+        subjects = [x["subject_id"] for x in ctx.manifest.get("subjects", []) if x.get("subject_id")] or ["subj-ko-001", "subj-en-002"]
         man = generate_sample_telemetry(s.logs_dir, s.metrics_dir, now=ctx.now, subject_ids=subjects, span_days=200)
         print(f"seeded {man['log_rows']} log lines and {man['metric_rows']} metric samples over 200 days "
               f"(+{man['malformed_logs'] + man['malformed_metrics']} malformed lines) into {s.logs_dir.parent}")

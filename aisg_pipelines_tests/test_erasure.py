@@ -691,3 +691,25 @@ def test_run_monitoring_is_on_in_both_instance_files(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         assert instance.run_monitoring_enabled
+
+
+def test_sample_manifest_keeps_only_the_salted_hash_after_erasure(world):
+    """Finding 8 (demo): the sample manifest named the erased subject; afterwards it holds the
+    salted hash only, and the other subjects' entries are unchanged."""
+    from aisg_pipelines.governance.secrets import load_or_create_salt
+
+    s, manifest = world
+    path = s.data_dir / "sample_manifest.json"
+    path.write_text(json.dumps(manifest, indent=2, default=str))
+    assert TARGET.encode() in path.read_bytes()
+    _, res = er.erase_subject(s, TARGET, requested_by="dpo", request_id="man-1", clock=CLOCK)
+    assert res.outcomes[0].status == "certified", res.outcomes[0].failure
+    after = json.loads(path.read_text())
+    assert TARGET.encode() not in path.read_bytes()
+    h = subject_hash(TARGET, load_or_create_salt(s))
+    mine = [d for d in after["documents"] if d.get("subject_hash") == h]
+    assert len(mine) == 2 and all(d["subject_id"] is None and d["erased"] is True for d in mine)
+    (subj,) = [x for x in after["subjects"] if x.get("subject_hash") == h]
+    assert subj["subject_id"] is None
+    assert [d for d in after["documents"] if d.get("subject_hash") != h] == [d for d in json.loads(json.dumps(manifest, default=str))["documents"] if d["subject_id"] != TARGET]
+    assert res.files["sample_manifest_fields_redacted"] == 3

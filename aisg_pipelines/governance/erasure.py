@@ -896,6 +896,46 @@ def _add_upload(man: Manifest, base: Path, rel: str, system: str) -> None:
 
 
 # -- deletion: through the cascade (governance/cascade.py) ---------------------------------
+SAMPLE_MANIFEST = "sample_manifest.json"  # written by the demo (sample_data.generate_landing_zone) into the data dir
+
+
+def redact_json_subjects(path: Path, subjects: dict[str, str]) -> int:
+    """Rewrite a JSON document so that no structured subject field holds a raw id of `subjects`
+    ({raw id: salted hash}): the value becomes null with `subject_hash` and `erased: true`
+    beside it (a `*_subject` key gets {"subject_hash": ...}). Returns the fields redacted."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return 0
+    n = 0
+
+    def walk(x):
+        nonlocal n
+        if isinstance(x, dict):
+            for k in list(x):
+                v = x[k]
+                if isinstance(v, str) and v in subjects and (k in SUBJECT_FIELDS or k.endswith("_subject")):
+                    n += 1
+                    if k in SUBJECT_FIELDS:
+                        x[k] = None
+                        x["subject_hash"] = subjects[v]
+                        x["erased"] = True
+                    else:
+                        x[k] = {"subject_hash": subjects[v]}
+                else:
+                    walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(doc)
+    if n:
+        tmp = path.with_name("." + path.name + ".erasure.tmp")
+        tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+    return n
+
+
 def _cascade_plan(settings, store: LanceStore, manifests: Iterable[Manifest]):
     """The cascade plan of a batch of manifests: our ids, paths and line hashes, nothing else."""
     from . import cascade
@@ -1565,6 +1605,11 @@ def process_requests(
                      "lines_removed": cres.lines_removed, "ledger_paths_removed": cres.ledger_paths_removed,
                      "partitions_deleted": len(cres.partitions_deleted)}
         res.partitions_deleted = list(cres.partitions_deleted)
+        # the demo's sample manifest names the sample subjects: keep their salted hash only
+        sample = Path(settings.data_dir) / SAMPLE_MANIFEST
+        if sample.is_file():
+            by_subject = {to_verify[r]["request"]["subject_id"]: get_request(ledger, r)["subject_hash"] for r in to_verify}
+            res.files["sample_manifest_fields_redacted"] = redact_json_subjects(sample, by_subject)
         res.timings["deletion"] = time.perf_counter() - t
         _mark_all(ledger, to_verify, "deleted", clock(), cascade_id=cres.cascade_id)
         hook("deleted")
