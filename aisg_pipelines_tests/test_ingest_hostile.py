@@ -379,3 +379,46 @@ def test_reason_files_name_no_raw_subject_id(settings):
     h = subject_hash(subj, load_or_create_salt(settings))
     assert subj not in reason
     assert f"original_path: subject:{h[:16]}/letter.txt\n" in reason and f"subject_hash: {h}\n" in reason
+
+
+def test_replacement_killed_inside_its_cascade_is_completed_by_the_rerun(populated_settings):
+    """The replacement's cascade dies after the vectors went and before the chunks: the
+    re-run completes that intent first (ledger result recorded), then replaces the document."""
+    from aisg_pipelines.governance import cascade
+    from aisg_pipelines.governance.pipeline import chunk_documents, embed_batch
+
+    s, manifest = populated_settings
+    store, ledger = LanceStore(s.lancedb_uri), Ledger(s.ledger_url)
+    active = VersionRegistry(ledger).active()
+    doc = next(d for d in manifest["documents"] if d["path"].endswith(".txt"))
+    batch = next(b for b in ledger.batch_ids() if doc["path"] in ledger.batch_files(b))
+    old_ids = store.scan(CHUNKS, ["chunk_id"], filter=f"doc_id = '{doc['doc_id']}'")["chunk_id"].to_pylist()
+    new_text = "Entirely rewritten: the choir rehearsal moves to Thursday evening at the community hall."
+    (s.landing_dir / doc["path"]).write_text(new_text, encoding="utf-8")
+
+    class Killed(Exception):
+        pass
+
+    def die(step: str) -> None:
+        if step == f"delete:{CHUNKS}":
+            raise Killed(step)
+
+    with pytest.raises(Killed):  # what the killed run had done: intent recorded, vectors deleted
+        cascade.delete_documents(store, ledger, [doc["doc_id"]], cause="ingest.replace", actor="ingest", chunk_ids=old_ids, on_step=die)
+    assert len(cascade.open_intents(ledger)) == 1
+    assert store.count(active.table, f"doc_id = '{doc['doc_id']}'") == 0 and store.count(CHUNKS, f"doc_id = '{doc['doc_id']}'") == len(old_ids)
+
+    res = ingest_documents(store, ledger, landing_dir=s.landing_dir, quarantine_dir=s.quarantine_dir, batch_id=batch,
+                           files=ledger.batch_files(batch), max_file_bytes=s.max_file_bytes, scrubber=get_scrubber(),
+                           subject_salt=load_or_create_salt(s))
+    assert cascade.open_intents(ledger) == []
+    assert res.replaced == [doc["doc_id"]]
+    chunk_documents(store, batch, active.spec.chunker)
+    embed_batch(store, active, batch)
+    chunks = store.scan(CHUNKS, ["chunk_id", "text"], filter=f"doc_id = '{doc['doc_id']}'").to_pylist()
+    assert [c["text"] for c in chunks] == chunk_text(new_text, active.spec.chunker)
+    _one_vector_per_chunk(store, active.table)
+    results = [e.details for e in ledger.events("cascade.result") if e.details["cause"] == "ingest.replace"]
+    assert [r["resumed"] for r in results][:1] == [True]
+    assert results[0]["rows"][CHUNKS] == len(old_ids)
+    assert ledger.verify_chain().ok

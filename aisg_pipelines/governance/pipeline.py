@@ -121,6 +121,13 @@ def ingest_documents(
         result.deferred.append(rel)
         requeue(landing_dir, rel)
 
+    # 0. a replacement cascade killed earlier is completed first: chunk ids are positions of a
+    #    document, so its ids must be gone before new content can reuse them
+    if ledger is not None:
+        from .cascade import resume_open
+
+        resume_open(store, ledger, causes=[REPLACE_CAUSE])
+
     # 1. read: links, special files and bad input are refused; a file changing under us waits
     uploads: list = []
     for rel in sorted(files):
