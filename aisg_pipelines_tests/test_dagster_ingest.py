@@ -114,3 +114,49 @@ def test_sensor_runs_materialise_all_assets_with_checks(small_landing):
     # nothing left to do: the run_keys are recorded, re-ticks launch nothing
     assert tick_sensor(defs, instance, "landing_zone_sensor").launched == []
     assert tick_sensor(defs, instance, "embed_new_batches_sensor").launched == []
+
+
+def test_sensor_runs_refuse_links_and_replace_changed_documents(small_landing):
+    """Through the sensors and real runs: a symlink to the signing key is removed unread; an
+    overwritten upload replaces its document (old chunks and vectors gone through the cascade),
+    and the batch it left empty loses its partition."""
+    from aisg_pipelines.governance.ledger import Ledger
+    from aisg_pipelines.governance.secrets import load_or_create_signing_key
+
+    s, manifest, instance = small_landing
+    defs = fresh_defs()
+    assert tick_sensor(defs, instance, "landing_zone_sensor").all_succeeded
+    assert tick_sensor(defs, instance, "embed_new_batches_sensor").all_succeeded
+    store, ledger = LanceStore(s.lancedb_uri), Ledger(s.ledger_url)
+    docs = store.scan(DOCUMENTS, ["doc_id", "batch_id", "file_path"]).to_pylist()
+    per_batch: dict[str, list] = {}
+    for d in docs:
+        per_batch.setdefault(d["batch_id"], []).append(d)
+    doc = next(ds[0] for b, ds in sorted(per_batch.items()) if len(ds) == 1)
+    old_batch = doc["batch_id"]
+    old_chunk_texts = set(store.scan(CHUNKS, ["text"], filter=f"doc_id = '{doc['doc_id']}'")["text"].to_pylist())
+    new_text = "The replacement text: the orchestra tour is postponed until the spring season."
+    (s.landing_dir / doc["file_path"]).write_text(new_text, encoding="utf-8")
+    load_or_create_signing_key(s)
+    key = next(p for p in s.secrets_dir.iterdir() if p.name.endswith(".pem") and not p.name.endswith(".pub.pem"))
+    (s.landing_dir / "evil").mkdir()
+    (s.landing_dir / "evil" / "key.txt").symlink_to(key)
+    (s.landing_dir / "evil" / "key.txt.meta.json").write_text(json.dumps({"doc_id": "doc-key", "subject_id": "subj-x", "uploaded_at": "2026-11-20T00:00:00+00:00", "category": "user_content", "source": "aisg-web"}))
+
+    tick = tick_sensor(defs, instance, "landing_zone_sensor")
+    assert len(tick.launched) == 1 and tick.all_succeeded
+    new_batch = tick.launched[0].tags["aisg/batch"]
+    assert tick_sensor(defs, instance, "embed_new_batches_sensor").all_succeeded
+    md = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("documents"), asset_partitions=[new_batch]), limit=1).records[0].asset_materialization.metadata
+    assert md["dagster/row_count"].value == 1 and md["replaced_documents"].value == 1
+    assert md["quarantined_by_reason"].value == {"symlink": 1}
+    assert md["emptied_batches_deleted"].value == [old_batch]
+    assert old_batch not in instance.get_dynamic_partitions("ingest_batches")
+    assert not os.path.lexists(s.landing_dir / "evil" / "key.txt") and key.exists()
+    assert store.count(DOCUMENTS) == len(manifest["documents"])
+    assert store.scan(DOCUMENTS, ["batch_id"], filter=f"doc_id = '{doc['doc_id']}'")["batch_id"].to_pylist() == [new_batch]
+    chunk_ids = store.scan(CHUNKS, ["chunk_id"])["chunk_id"].to_pylist()
+    assert sorted(store.scan("embeddings_v1", ["chunk_id"])["chunk_id"].to_pylist()) == sorted(chunk_ids) and len(set(chunk_ids)) == len(chunk_ids)
+    assert not old_chunk_texts & set(store.scan(CHUNKS, ["text"])["text"].to_pylist())
+    assert not any(b"PRIVATE KEY" in p.read_bytes() for p in s.data_dir.joinpath("lancedb").rglob("*") if p.is_file())
+    assert [e.details["cause"] for e in ledger.events("cascade.result")] == ["ingest.replace"]
