@@ -95,10 +95,11 @@ class CascadePlan:
     landing: list[str] = field(default_factory=list)  # landing-relative paths: file + sidecar removed
     ledger_paths: list[str] = field(default_factory=list)  # landing-relative paths whose batch-file records go
     batches: list[str] = field(default_factory=list)  # batch ids that may be left empty
+    drop_tables: list[str] = field(default_factory=list)  # whole embeddings_<v> tables (a retired version) dropped first
     planned: dict[str, int] = field(default_factory=dict)  # rows/items present when planned
 
     def is_empty(self) -> bool:
-        return not (self.doc_ids or self.chunk_ids or any(self.tables.values()) or any(self.telemetry.values())
+        return not (self.doc_ids or self.chunk_ids or self.drop_tables or any(self.tables.values()) or any(self.telemetry.values())
                     or any(self.lines.values()) or self.files or self.landing or self.ledger_paths)
 
     def digest(self) -> str:
@@ -128,6 +129,7 @@ class CascadeResult:
     bytes_removed: int = 0  # of files and lines (LanceDB bytes are in `purge`)
     ledger_paths_removed: int = 0  # batch-file records
     ledger_batches_removed: list[str] = field(default_factory=list)
+    tables_dropped: list[str] = field(default_factory=list)
     partitions_deleted: list[str] = field(default_factory=list)
     batches_emptied: list[str] = field(default_factory=list)
     planned: dict[str, int] = field(default_factory=dict)
@@ -144,7 +146,7 @@ class CascadeResult:
             "files_removed": self.files_removed, "files_rewritten": self.files_rewritten, "lines_removed": self.lines_removed,
             "source_lines_removed": dict(sorted(self.source_lines_removed.items())), "bytes_removed": self.bytes_removed,
             "ledger_paths_removed": self.ledger_paths_removed, "ledger_batches_removed": len(self.ledger_batches_removed),
-            "partitions_deleted": len(self.partitions_deleted),
+            "partitions_deleted": len(self.partitions_deleted), "tables_dropped": list(self.tables_dropped),
         }
 
 
@@ -185,6 +187,7 @@ def plan_cascade(
     files: Sequence[str | Path] = (),
     landing_dir: str | Path | None = None,
     batches: Sequence[str] = (),
+    drop_tables: Sequence[str] = (),
 ) -> CascadePlan:
     """Resolve what the ids mean in every store (chunks of the documents, their files and
     batches, the source files of telemetry rows) and count what is there now."""
@@ -218,9 +221,15 @@ def plan_cascade(
     plan.lines = {str(p): sorted(set(v)) for p, v in (lines or {}).items() if v}
     plan.files = sorted({str(p) for p in files})
     plan.batches = sorted(batch_set)
+    for t in drop_tables:
+        if not t.startswith(EMBEDDINGS_PREFIX):
+            raise ValueError(f"only embeddings_<version> tables are dropped whole, not {t!r}")
+    plan.drop_tables = sorted(set(drop_tables))
     # planned counts: what is there now (the result must account for exactly these)
-    planned: dict[str, int] = {}
+    planned: dict[str, int] = {t: store.count(t) for t in plan.drop_tables if store.has_table(t)}
     for version, table in sorted(store.embedding_tables().items()):
+        if table in plan.drop_tables:
+            continue
         n = _count_planned_vectors(store, table, plan)
         if n:
             planned[table] = n
@@ -322,6 +331,20 @@ def _execute(store, ledger, cid, plan: CascadePlan, *, cause, actor, subject_has
     res = CascadeResult(cascade_id=cid, cause=cause, planned=dict(plan.planned), resumed=resumed)
     touched: set[str] = set()
 
+    # 0. whole version tables (a retired embed_version): the directory leaves the disk
+    for table in plan.drop_tables:
+        step(f"drop:{table}")
+        if store.has_table(table):
+            rows = store.count(table)
+            root = store.local_root()
+            store.drop_table(table)
+            d = root / f"{table}.lance" if root is not None else None
+            if d is not None and d.exists():  # drop_table removes the directory (checked); verify anyway
+                import shutil
+
+                shutil.rmtree(d)
+            res.rows[table] = rows
+            res.tables_dropped.append(table)
     # 1. vectors in every version (by chunk id, and by doc id for whole documents)
     for table in sorted(store.embedding_tables().values()):
         if not (plan.chunk_ids or plan.doc_ids):

@@ -342,13 +342,10 @@ class Retention:
             size = _dir_size(d) if d else 0
             rows = self.store.count(table)
             if not self.dry_run:
-                self._step(f"drop:{table}")
-                self.store.drop_table(table)
-                if d is not None and d.exists():  # drop_table removes the directory (checked); verify anyway
-                    import shutil
+                from . import cascade  # the table is dropped by the cascade: intent before, result after
 
-                    shutil.rmtree(d)
-                    r.notes.append(f"drop_table left {d.name} on disk; removed it")
+                cascade.run_cascade(self.store, self.ledger, cascade.plan_cascade(self.store, drop_tables=[table]), cause="retention",
+                                    actor="retention", on_step=self._step, purge=False)
                 r.deleted += 1
                 r.bytes_reclaimed += size
                 r.rows_deleted[table] = rows
