@@ -152,3 +152,24 @@ def test_erased_before_is_the_certified_erasure_time(populated_settings):
 
     assert er.erased_before(led, "subj-en-002", s) == datetime.fromisoformat(row["certified_at"])
     assert er.erased_before(led, "subj-ko-001", s) is None
+
+
+def test_steps_run_leaf_first_and_hostile_ids_match_nothing(populated_settings):
+    s, _ = populated_settings
+    store, led = LanceStore(s.lancedb_uri), Ledger(s.ledger_url)
+    before = _rows(store)
+    # an id that would match every row if it reached a filter unescaped deletes nothing
+    res = cascade.delete_documents(store, led, [], cause="test", actor="pytest", chunk_ids=["x' OR '1'='1", "%"], purge=False)
+    assert res.total_rows == 0 and _rows(store) == before
+    from aisg_pipelines.governance.ids import InvalidIdentifier
+
+    with pytest.raises(InvalidIdentifier):
+        cascade.delete_documents(store, led, ["doc' OR '1'='1"], cause="test", actor="pytest")
+    steps: list[str] = []
+    victim = before[DOCUMENTS][0][0]
+    cascade.delete_documents(store, led, [victim], cause="test", actor="pytest", landing_dir=s.landing_dir, on_step=steps.append,
+                             partitions=Parts(led.batch_ids()))
+    emb = [f"delete:{t}" for t in sorted(store.embedding_tables().values())]
+    assert steps[: len(emb) + 1] == [*emb, "delete:chunks"]
+    assert steps[len(emb) + 1:] in (["delete:landing", "delete:documents", "delete:ledger_paths", "partitions", "purge"],
+                                     ["delete:landing", "delete:documents", "delete:ledger_paths", "purge"])
