@@ -17,7 +17,7 @@ import json
 import os
 import stat
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -30,7 +30,7 @@ from aisg_pipelines.governance.ledger import Ledger
 from aisg_pipelines.governance.pii import get_scrubber
 from aisg_pipelines.governance.pipeline import ingest_all, ingest_documents, search
 from aisg_pipelines.governance.secrets import load_or_create_salt
-from aisg_pipelines.governance.store import CHUNKS, DOCUMENTS, DOCUMENTS_SCHEMA, CHUNKS_SCHEMA, LanceStore
+from aisg_pipelines.governance.store import CHUNKS, CHUNKS_SCHEMA, DOCUMENTS, DOCUMENTS_SCHEMA, LanceStore
 from aisg_pipelines.governance.versions import VersionRegistry
 
 DAY = "2026-11-25"
@@ -422,3 +422,53 @@ def test_replacement_killed_inside_its_cascade_is_completed_by_the_rerun(populat
     assert [r["resumed"] for r in results][:1] == [True]
     assert results[0]["rows"][CHUNKS] == len(old_ids)
     assert ledger.verify_chain().ok
+
+
+def test_doc_id_of_orphaned_chunks_of_another_subject_is_refused(populated_settings):
+    """Chunks that outlived their document still belong to their subject: a new upload of
+    another subject with that doc_id is refused and does not touch them."""
+    s, manifest = populated_settings
+    store, ledger = LanceStore(s.lancedb_uri), Ledger(s.ledger_url)
+    victim = manifest["documents"][0]
+    other = next(x["subject_id"] for x in manifest["subjects"] if x["subject_id"] != victim["subject_id"])
+    store.delete_ids(DOCUMENTS, "doc_id", [victim["doc_id"]])  # the document row went, its chunks did not
+    chunks_before = store.scan(CHUNKS, CHUNKS_SCHEMA.names, filter=f"doc_id = '{victim['doc_id']}'").sort_by("chunk_id")
+    assert chunks_before.num_rows >= 1
+    rel = f"{DAY}/claim.txt"
+    _upload(s.landing_dir, rel, "Claiming an orphaned document id for someone else.", victim["doc_id"], other)
+    res = ingest_all(s)
+    assert (res.documents, res.quarantined) == (0, 1)
+    assert quarantine_reason(s.quarantine_dir, rel) == "doc_id_conflict"
+    assert store.scan(CHUNKS, CHUNKS_SCHEMA.names, filter=f"doc_id = '{victim['doc_id']}'").sort_by("chunk_id").equals(chunks_before)
+    assert store.count(DOCUMENTS, f"doc_id = '{victim['doc_id']}'") == 0
+
+
+def test_rerun_drops_a_document_whose_file_is_gone_through_the_cascade(populated_settings):
+    """Re-materialising a batch after one of its files left the landing zone: that document
+    goes with its chunks and vectors at once, accounted in the ledger; the rest is untouched."""
+    s, manifest = populated_settings
+    store, ledger = LanceStore(s.lancedb_uri), Ledger(s.ledger_url)
+    active = VersionRegistry(ledger).active()
+    docs = store.scan(DOCUMENTS, ["doc_id", "batch_id", "file_path"]).to_pylist()
+    by_batch: dict[str, list] = {}
+    for d in docs:
+        by_batch.setdefault(d["batch_id"], []).append(d)
+    batch, members = max(by_batch.items(), key=lambda kv: len(kv[1]))
+    gone = members[0]
+    n_chunks = store.count(CHUNKS, f"doc_id = '{gone['doc_id']}'")
+    assert n_chunks >= 1
+    others_before = {k: t.filter(pc.invert(pc.equal(t["doc_id"], gone["doc_id"]))) for k, t in _snapshot(store, active).items()}
+    (s.landing_dir / gone["file_path"]).unlink()
+    (s.landing_dir / (gone["file_path"] + ".meta.json")).unlink()
+    res = ingest_documents(store, ledger, landing_dir=s.landing_dir, quarantine_dir=s.quarantine_dir, batch_id=batch,
+                           files=ledger.batch_files(batch), max_file_bytes=s.max_file_bytes, scrubber=get_scrubber(),
+                           subject_salt=load_or_create_salt(s))
+    assert gone["file_path"] in res.missing
+    for t in (DOCUMENTS, CHUNKS, active.table):
+        assert store.count(t, f"doc_id = '{gone['doc_id']}'") == 0, t
+    after = _snapshot(store, active)
+    for k in ("chunks", "vectors"):
+        assert after[k].equals(others_before[k]), k
+    assert sorted(after["documents"]["doc_id"].to_pylist()) == sorted(others_before["documents"]["doc_id"].to_pylist())
+    results = [e.details for e in ledger.events("cascade.result") if e.details["cause"] == "ingest.drop"]
+    assert len(results) == 1 and results[0]["rows"] == {DOCUMENTS: 1, CHUNKS: n_chunks, active.table: n_chunks}

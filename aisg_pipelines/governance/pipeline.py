@@ -40,6 +40,7 @@ class IngestResult:
     replaced: list[str] = field(default_factory=list)  # doc_ids whose earlier content was replaced
     replacement: dict = field(default_factory=dict)  # counts of the replacement cascade
     emptied_batches: list[str] = field(default_factory=list)  # other batches left with no document by a replacement
+    dropped: dict = field(default_factory=dict)  # documents of this batch whose file is gone or now refused (cascade counts)
     pii_counts: dict[str, int] = field(default_factory=dict)
     write: dict[str, int] = field(default_factory=dict)
 
@@ -49,6 +50,7 @@ class IngestResult:
 
 
 REPLACE_CAUSE = "ingest.replace"
+DROP_CAUSE = "ingest.drop"
 
 
 def erased_at(ledger: Ledger, subject_hash: str) -> datetime | None:
@@ -126,7 +128,7 @@ def ingest_documents(
     if ledger is not None:
         from .cascade import resume_open
 
-        resume_open(store, ledger, causes=[REPLACE_CAUSE])
+        resume_open(store, ledger, causes=[REPLACE_CAUSE, DROP_CAUSE])
 
     # 1. read: links, special files and bad input are refused; a file changing under us waits
     uploads: list = []
@@ -190,12 +192,21 @@ def ingest_documents(
         for part in batched(ids, 1000):
             for r in store.scan(DOCUMENTS, ["doc_id", "subject_id", "batch_id", "text_sha256"], filter=in_filter("doc_id", part)).to_pylist():
                 existing[r["doc_id"]] = r
+    chunk_subjects: dict[str, set[str]] = {}  # chunks may outlive their document (orphans): they are owned too
+    if uploads and store.has_table(CHUNKS):
+        for part in batched([u.doc_id for u in uploads], 1000):
+            got = store.scan(CHUNKS, ["doc_id", "subject_id"], filter=in_filter("doc_id", part))
+            for d, sid in zip(got["doc_id"].to_pylist(), got["subject_id"].to_pylist()):
+                chunk_subjects.setdefault(d, set()).add(sid)
+    if uploads:
         kept = []
         for up in uploads:
             ex = existing.get(up.doc_id)
-            if ex is not None and ex["subject_id"] != up.subject_id:
-                refuse(up.rel_path, Rejected("doc_id_conflict", f"doc_id {up.doc_id} already belongs to another subject's document (stored in batch {ex['batch_id']})"), up)
-                if ex["batch_id"] == batch_id:
+            owners = ({ex["subject_id"]} if ex is not None else set()) | chunk_subjects.get(up.doc_id, set())
+            if owners - {up.subject_id}:
+                where = f"stored in batch {ex['batch_id']}" if ex is not None else "chunks without their document"
+                refuse(up.rel_path, Rejected("doc_id_conflict", f"doc_id {up.doc_id} already belongs to another subject's document ({where})"), up)
+                if ex is not None and ex["batch_id"] == batch_id:
                     keep_rows.append(ex)
                 continue
             kept.append(up)
@@ -257,10 +268,18 @@ def ingest_documents(
             result.replacement = {"chunk_ids": len(doomed), "rows_deleted": dict(res.rows), "cascade_id": res.cascade_id}
 
     deferred = set(result.deferred)
-    if deferred and store.has_table(DOCUMENTS):  # a deferred file keeps what this batch stored for it
-        keep_rows += [r for r in store.batch_rows(DOCUMENTS, batch_id, ["doc_id", "file_path"]).to_pylist() if r["file_path"] in deferred]
+    stored_here = store.batch_rows(DOCUMENTS, batch_id, ["doc_id", "file_path"]).to_pylist() if store.has_table(DOCUMENTS) else []
+    keep_rows += [r for r in stored_here if r["file_path"] in deferred]  # a deferred file keeps what this batch stored for it
     new_ids = {r["doc_id"] for r in rows}
     keep_ids = sorted({r["doc_id"] for r in keep_rows} - new_ids)
+    # documents this batch stored before whose file is now gone or refused: the re-run drops
+    # them, with their chunks and vectors, through the cascade (accounted in the ledger)
+    dropped = sorted({r["doc_id"] for r in stored_here} - new_ids - set(keep_ids))
+    if dropped and ledger is not None:
+        from . import cascade
+
+        res = cascade.delete_documents(store, ledger, dropped, cause=DROP_CAUSE, actor="ingest", landing_dir=None, purge=True)
+        result.dropped = {"documents": len(dropped), "rows_deleted": dict(res.rows), "cascade_id": res.cascade_id}
     table = pa.Table.from_pylist(rows, schema=DOCUMENTS_SCHEMA)
     if keep_ids:
         kept_tbl = store.scan(DOCUMENTS, DOCUMENTS_SCHEMA.names, filter=f"({in_filter('doc_id', keep_ids)}) AND batch_id = {sql_literal(batch_id)}")
@@ -282,6 +301,7 @@ def ingest_documents(
                 "batch_id": batch_id, "documents": result.documents, "pii_removed": result.pii_counts,
                 "quarantined_by_reason": result.quarantined_by_reason, "missing": len(result.missing),
                 "deferred": len(result.deferred), "replaced": len(result.replaced), "emptied_batches": result.emptied_batches,
+                "dropped": result.dropped.get("documents", 0),
             },
         )
     return result
