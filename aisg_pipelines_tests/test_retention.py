@@ -219,6 +219,8 @@ def test_retention_deletes_exactly_the_expired_rows_everywhere_and_keeps_holds(p
 def test_dry_run_changes_nothing(populated_settings):
     s, _ = populated_settings
     before_state, before_files = _state(s), _listing(s)
+    salt = s.secrets_dir / "subject_hash_salt"
+    salt_before = salt.read_bytes() if salt.exists() else None  # ingest creates it to check the erasure denylist
     res = run_retention(s, now=AS_OF, dry_run=True)
     uc = res.categories["user_content"]
     assert (uc.expired, uc.deleted, uc.held) == (3, 0, 1)
@@ -226,7 +228,7 @@ def test_dry_run_changes_nothing(populated_settings):
     assert uc.bytes_reclaimed == 0
     assert _state(s) == before_state
     assert _listing(s) == before_files  # byte for byte
-    assert not (s.secrets_dir / "subject_hash_salt").exists()  # no hold -> salt not even needed
+    assert (salt.read_bytes() if salt.exists() else None) == salt_before  # a dry run neither creates nor changes the salt
     assert all(e.details["dry_run"] for e in Ledger(s.ledger_url).events("retention.purge"))
 
 
