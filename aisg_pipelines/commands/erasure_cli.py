@@ -79,13 +79,29 @@ def verify_certificate_file(cert: Path, public_key: Path | None = None):
     return verify_file(Path(cert), Path(public_key) if public_key else default_public_key(Settings.from_env()))
 
 
-@main.command("verify-certificate", help="Verify an erasure certificate offline with only the public key (exit 1 if invalid).")
+@main.command("verify-certificate", help="Verify an erasure certificate's signature with the public key and, when the ledger is "
+              "reachable, its ledger_anchor against the ledger (exit 1 if either fails). Offline it checks the signature only, and says so.")
 @click.argument("cert", type=click.Path(path_type=Path))
 @click.option("--public-key", type=click.Path(path_type=Path), default=None, help="PEM public key (default: the deployment's key next to the signing key).")
-def verify_certificate(cert: Path, public_key: Path | None) -> None:
+@click.option("--offline", is_flag=True, help="Do not look for the ledger: check the signature only.")
+def verify_certificate(cert: Path, public_key: Path | None, offline: bool) -> None:
     v = verify_certificate_file(cert, public_key)
     click.echo(v.message, err=not v.ok)
-    sys.exit(0 if v.ok else 1)
+    if not v.ok:
+        sys.exit(1)
+    if offline:
+        click.echo("checked the signature only (--offline): the ledger anchor was NOT checked")
+        return
+    from ..governance.checkpoints import certificate_anchor
+
+    ok, why = certificate_anchor(Settings.from_env(), cert)
+    if ok is None:
+        click.echo(f"checked the signature only: {why}, so the ledger anchor was NOT checked")
+    elif ok:
+        click.echo(f"ledger anchor OK: {why}")
+    else:
+        click.echo(f"ANCHOR BROKEN: {why} (run `aisg verify-ledger`)", err=True)
+        sys.exit(1)
 
 
 @main.command("erasure-status", help="List erasure requests with their status and age; exit 1 if the 30-day SLA is breached.")

@@ -67,6 +67,23 @@ ledger_checkpoints = sa.Table(
     sa.Column("record_event_id", sa.String(36), nullable=False, unique=True),
 )
 
+# Signed checkpoints (issue 18, governance/checkpoints.py): the head of the chain signed with
+# the Ed25519 key and written *outside* this database (the checkpoints directory / object
+# storage). This table only records which checkpoints were written, so `aisg verify-ledger`
+# can tell a deleted checkpoint file or a truncated tail (rows pointing past the head) from
+# an older copy of the whole database. It is not a trust root: the signed files are.
+ledger_signed_checkpoints = sa.Table(
+    "ledger_signed_checkpoints",
+    metadata,
+    sa.Column("checkpoint_no", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("head_seq", sa.Integer, nullable=True),  # null: the ledger was empty
+    sa.Column("head_hash", sa.String(64), nullable=False),
+    sa.Column("file_name", sa.String(128), nullable=False),
+    sa.Column("file_sha256", sa.String(64), nullable=False),
+)
+
 ingest_batches = sa.Table(
     "ingest_batches",
     metadata,
@@ -173,6 +190,7 @@ class ChainVerification:
     problems: list[str]
     anchor_hash: str = GENESIS_HASH  # what the first kept event links to (genesis, or a checkpoint)
     pruned_events: int = 0  # removed by audit-ledger retention, accounted for by checkpoints
+    head_seq: int | None = None  # seq of the newest event (None: no event)
 
 
 @dataclass(frozen=True)
@@ -316,8 +334,10 @@ class Ledger:
             prev = anchor
             n = 0
             last_prune_record = None
+            head_seq = None
             for r in conn.execute(sa.select(audit_events).order_by(audit_events.c.seq)):
                 n += 1
+                head_seq = r.seq
                 if cp is not None and r.seq <= cp.through_seq:
                     problems.append(f"event seq={r.seq} ({r.action}) is at or before checkpoint seq={cp.through_seq}, whose events were pruned")
                 problems += _event_problems(r, prev)
@@ -335,7 +355,7 @@ class Ledger:
         elif last_prune_record is not None:
             problems.append(f"the chain records a prune (event seq={last_prune_record.seq}) but its checkpoint is missing")
         return ChainVerification(ok=not problems, events=n, head_hash=prev, problems=problems, anchor_hash=anchor,
-                                 pruned_events=cp.events_pruned_total if cp else 0)
+                                 pruned_events=cp.events_pruned_total if cp else 0, head_seq=head_seq)
 
     def prune_events(self, cutoff: str, *, held_subject_hashes: set[str] | frozenset[str] = frozenset(), dry_run: bool = False,
                      now: str | None = None) -> LedgerPrune:

@@ -258,6 +258,9 @@ def build_report(
         {"period": period.label, "kind": period.kind, "files": sorted(p.name for p in paths.values()),
          "within_policy": summary["within_policy"], "findings": len(summary["findings"])},
     )
+    from .checkpoints import checkpoint_after
+
+    checkpoint_after(settings, ledger, "report")  # signed, outside the ledger (issue 18)
     return result
 
 
@@ -668,6 +671,7 @@ def _ledger_integrity(ledger: Ledger, events) -> dict[str, Any]:
         "events_in_period": len(events),
         "events_in_period_by_area": dict(sorted(Counter(e.action.split(".", 1)[0] for e in events).items())),
         "head_hash": v.head_hash,
+        "head_seq": v.head_seq,  # with head_hash: an anchor `aisg verify-ledger` checks
         "events_pruned_by_retention": v.pruned_events,  # older than 7 years, behind a checkpoint
         "anchor_hash": v.anchor_hash,
         "problems": v.problems[:20],
@@ -801,6 +805,9 @@ def current_gauges(settings, *, now: datetime | None = None, ledger: Ledger | No
         g["active_embed_version"] = a.name if a else None
     except Exception:  # noqa: BLE001
         pass
+    from .checkpoints import ledger_gauges
+
+    g["ledger"] = ledger_gauges(settings, ledger)  # head seq + newest signed checkpoint: Prometheus witnesses them
     return g
 
 
@@ -834,6 +841,22 @@ def render_prometheus(g: dict[str, Any], now: datetime) -> str:
     ]
     if g["active_embed_version"]:
         lines.append(f'aisg_embed_version_active_info{{version="{_label(g["active_embed_version"])}"}} 1')
+    if g.get("ledger"):
+        lg = g["ledger"]
+        lines += [
+            "# HELP aisg_ledger_head_seq Seq of the newest audit-ledger event (never decreases: a drop is a truncated or restored ledger).",
+            "# TYPE aisg_ledger_head_seq gauge",
+            f"aisg_ledger_head_seq {lg['head_seq']}",
+            "# HELP aisg_ledger_checkpoint_number Number of the newest signed ledger checkpoint (never decreases).",
+            "# TYPE aisg_ledger_checkpoint_number gauge",
+            f"aisg_ledger_checkpoint_number {lg['checkpoint_no']}",
+            "# HELP aisg_ledger_checkpoint_head_seq Ledger seq signed by the newest checkpoint.",
+            "# TYPE aisg_ledger_checkpoint_head_seq gauge",
+            f"aisg_ledger_checkpoint_head_seq {lg['checkpoint_head_seq']}",
+            "# HELP aisg_ledger_checkpoint_timestamp_seconds When the newest signed ledger checkpoint was written (0: none).",
+            "# TYPE aisg_ledger_checkpoint_timestamp_seconds gauge",
+            f"aisg_ledger_checkpoint_timestamp_seconds {lg['checkpoint_timestamp']:.0f}",
+        ]
     lines += [
         "# HELP aisg_governance_report_timestamp_seconds When these gauges were computed.",
         "# TYPE aisg_governance_report_timestamp_seconds gauge",
