@@ -472,3 +472,35 @@ def test_rerun_drops_a_document_whose_file_is_gone_through_the_cascade(populated
     assert sorted(after["documents"]["doc_id"].to_pylist()) == sorted(others_before["documents"]["doc_id"].to_pylist())
     results = [e.details for e in ledger.events("cascade.result") if e.details["cause"] == "ingest.drop"]
     assert len(results) == 1 and results[0]["rows"] == {DOCUMENTS: 1, CHUNKS: n_chunks, active.table: n_chunks}
+
+
+def test_reupload_at_another_path_supersedes_the_old_file(populated_settings):
+    """The same document (doc_id, subject) uploaded again under another name: the old file and
+    its sidecar leave the landing zone and the ledger's manifests in the same cascade, so a
+    re-run of the old batch cannot bring the old content back."""
+    s, manifest = populated_settings
+    store, ledger = LanceStore(s.lancedb_uri), Ledger(s.ledger_url)
+    active = VersionRegistry(ledger).active()
+    doc = next(d for d in manifest["documents"] if d["path"].endswith(".txt"))
+    old_batch = next(b for b in ledger.batch_ids() if doc["path"] in ledger.batch_files(b))
+    n_old = store.count(CHUNKS, f"doc_id = '{doc['doc_id']}'")
+    new_rel = f"{DAY}/renamed.txt"
+    new_text = "Second edition of the letter: the library now opens at nine on Saturdays."
+    _upload(s.landing_dir, new_rel, new_text, doc["doc_id"], doc["subject_id"])
+    res = ingest_all(s)
+    assert (res.documents, res.replaced, res.quarantined) == (1, 1, 0)
+    assert not (s.landing_dir / doc["path"]).exists() and not (s.landing_dir / (doc["path"] + ".meta.json")).exists()
+    assert not any(doc["path"] in ledger.batch_files(b) for b in ledger.batch_ids())
+    row = store.scan(DOCUMENTS, ["file_path", "text"], filter=f"doc_id = '{doc['doc_id']}'").to_pylist()
+    assert row == [{"file_path": new_rel, "text": new_text}]
+    _one_vector_per_chunk(store, active.table)
+    [result] = [e.details for e in ledger.events("cascade.result") if e.details["cause"] == "ingest.replace"]
+    assert result["landing_files_removed"] == 2 and result["rows"] == {CHUNKS: n_old, active.table: n_old}
+    # re-running the old batch now finds nothing to bring back
+    if old_batch in ledger.batch_ids():
+        again = ingest_documents(store, ledger, landing_dir=s.landing_dir, quarantine_dir=s.quarantine_dir, batch_id=old_batch,
+                                 files=ledger.batch_files(old_batch), max_file_bytes=s.max_file_bytes, scrubber=get_scrubber(),
+                                 subject_salt=load_or_create_salt(s))
+        assert doc["doc_id"] not in {r["doc_id"] for r in store.batch_rows(DOCUMENTS, old_batch, ["doc_id"]).to_pylist()}
+        assert again.replaced == []
+    assert store.scan(DOCUMENTS, ["text"], filter=f"doc_id = '{doc['doc_id']}'")["text"].to_pylist() == [new_text]

@@ -403,6 +403,25 @@ def read_upload(landing_dir: Path, rel_path: str, max_bytes: int) -> Upload:
     )
 
 
+def sidecar_identity(landing_dir: Path, rel_path: str) -> tuple[str, str] | None:
+    """(doc_id, subject_id) named by the sidecar of `rel_path`, read without following any
+    link; None when there is no readable, valid sidecar."""
+    try:
+        dir_fd, name = open_parent(landing_dir, rel_path)
+    except (Rejected, OSError):
+        return None
+    try:
+        raw, _stamp, _size = _read_entry(dir_fd, name + SIDECAR_SUFFIX, "sidecar", SIDECAR_MAX_BYTES)
+        if raw is None:
+            return None
+        meta = parse_sidecar(raw)
+        return meta["doc_id"], meta["subject_id"]
+    except (Rejected, Unstable, OSError):
+        return None
+    finally:
+        os.close(dir_fd)
+
+
 def still_unchanged(landing_dir: Path, up: Upload) -> bool:
     """True when the upload and its sidecar are still exactly what was read (same file,
     size, mtime and sha256): call it after the slow steps, right before storing."""

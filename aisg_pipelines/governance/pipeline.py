@@ -99,7 +99,7 @@ def ingest_documents(
     `chunk_documents` then writes the new chunks and the embed step their vectors.
     """
     from .ids import in_filter, subject_hash
-    from .landing import Unstable, requeue, still_unchanged
+    from .landing import Unstable, requeue, sidecar_identity, still_unchanged
 
     now = now or datetime.now(timezone.utc)
     result = IngestResult(batch_id)
@@ -190,7 +190,7 @@ def ingest_documents(
     if uploads and store.has_table(DOCUMENTS):
         ids = [u.doc_id for u in uploads]
         for part in batched(ids, 1000):
-            for r in store.scan(DOCUMENTS, ["doc_id", "subject_id", "batch_id", "text_sha256"], filter=in_filter("doc_id", part)).to_pylist():
+            for r in store.scan(DOCUMENTS, ["doc_id", "subject_id", "batch_id", "text_sha256", "file_path"], filter=in_filter("doc_id", part)).to_pylist():
                 existing[r["doc_id"]] = r
     chunk_subjects: dict[str, set[str]] = {}  # chunks may outlive their document (orphans): they are owned too
     if uploads and store.has_table(CHUNKS):
@@ -245,6 +245,7 @@ def ingest_documents(
                 for c, d, b, sha in zip(*(got[k].to_pylist() for k in ("chunk_id", "doc_id", "batch_id", "content_sha256"))):
                     old_chunks.setdefault(d, []).append((c, b, sha if table == CHUNKS else None))
         doomed: set[str] = set()
+        superseded: list[str] = []  # landing files of the earlier upload at another path
         for r in rows:
             d = r["doc_id"]
             ex = existing.get(d)
@@ -253,19 +254,29 @@ def ingest_documents(
             changed = ex is not None and ex["text_sha256"] != r["text_sha256"]
             if moved or changed:
                 result.replaced.append(d)
+            old_path = ex.get("file_path") if ex is not None else None
+            if old_path and old_path != r["file_path"] and sidecar_identity(landing_dir, old_path) == (d, r["subject_id"]):
+                superseded.append(old_path)  # left there, a re-run of its batch would bring the old content back
             if ex is None or moved or (changed and params is None):
                 doomed |= {c for c, _, _ in olds}  # all of it: the new content is chunked afresh
             else:  # same batch: keep the chunks (and vectors) the new content has unchanged
                 keep = {(chunk_id_for(d, i), sha256_hex(t)) for i, t in enumerate(chunk_text(r["text"], params))} if changed else None
                 doomed |= {c for c, b, sha in olds if b != batch_id or (keep is not None and sha is not None and (c, sha) not in keep)}
-        if doomed:
+        if doomed or superseded:
             if ledger is None:
                 raise ValueError("replacing documents needs the ledger (the deletion cascade records its intent there)")
             from . import cascade
 
-            res = cascade.delete_documents(store, ledger, sorted(ids), cause=REPLACE_CAUSE, actor="ingest", landing_dir=None,
-                                           chunk_ids=sorted(doomed), purge=True)
-            result.replacement = {"chunk_ids": len(doomed), "rows_deleted": dict(res.rows), "cascade_id": res.cascade_id}
+            if superseded:  # one cascade: old chunks, their vectors, the superseded file + sidecar and its ledger path records
+                plan = cascade.plan_cascade(store, chunk_ids=sorted(doomed))
+                plan.landing_dir, plan.landing, plan.ledger_paths = str(landing_dir), sorted(superseded), sorted(superseded)
+                plan.planned["landing_files"] = 2 * len(superseded)
+                res = cascade.run_cascade(store, ledger, plan, cause=REPLACE_CAUSE, actor="ingest", purge=True)
+            else:
+                res = cascade.delete_documents(store, ledger, sorted(ids), cause=REPLACE_CAUSE, actor="ingest", landing_dir=None,
+                                               chunk_ids=sorted(doomed), purge=True)
+            result.replacement = {"chunk_ids": len(doomed), "rows_deleted": dict(res.rows), "superseded_files": len(superseded),
+                                  "cascade_id": res.cascade_id}
 
     deferred = set(result.deferred)
     stored_here = store.batch_rows(DOCUMENTS, batch_id, ["doc_id", "file_path"]).to_pylist() if store.has_table(DOCUMENTS) else []
