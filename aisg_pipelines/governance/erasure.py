@@ -1800,6 +1800,9 @@ def certify(settings, ledger: Ledger, request_id: str, *, clock: Callable[[], da
         if not _update(ledger, request_id, conn, expect=["verified"], status="certified", certified_at=iso(completed),
                        certificate_id=cid, certificate_path=str(json_path), progress=prog):
             raise RuntimeError(f"request {request_id} was certified concurrently")  # rolls back this event
+    from .checkpoints import checkpoint_after
+
+    checkpoint_after(settings, ledger, "certificate")  # the head, signed outside the ledger (issue 18)
     return str(json_path)
 
 
