@@ -18,12 +18,13 @@ from .defs import orphans  # noqa: E402
 from .defs import reports  # noqa: E402
 from .defs import retention  # noqa: E402
 from .defs import erasure  # noqa: E402
+from .defs import ledger  # noqa: E402
 from .defs.resources import build_resources  # noqa: E402
 from .settings import enforce_offline  # noqa: E402
 
 enforce_offline()
 
-AREAS = [ingest.defs, embeddings.defs, orphans.defs, reports.defs, retention.defs, erasure.defs]
+AREAS = [ingest.defs, embeddings.defs, orphans.defs, reports.defs, retention.defs, erasure.defs, ledger.defs]
 
 
 def build_defs() -> dg.Definitions:

@@ -368,3 +368,28 @@ def test_prometheus_textfile_witnesses_the_head(world):
     # nothing else in the database refers to them, so it cannot tell this from an older copy
     assert not v.ok and v.causes in ([ck.TRUNCATION], [ck.OLDER_BACKUP]), v.findings
     assert any("Prometheus witness" in f.message for f in v.findings)
+
+
+def test_hourly_checkpoint_job_and_schedule(settings):
+    """The Dagster wrapper: the first run is the migration, an unchanged head writes nothing,
+    the textfile carries the witness gauges; the schedule is hourly and part of the code location."""
+    import dagster as dg
+
+    from aisg_pipelines.defs.ledger import jobs
+    from aisg_pipelines.defs.resources import build_resources
+
+    led = Ledger(settings.ledger_url)
+    _append(led, 4)
+    resources = {k: v for k, v in build_resources(settings).items() if k in ("lance", "ledger", "landing", "paths")}
+    with dg.instance_for_test() as instance:
+        out = jobs.ledger_checkpoint.execute_in_process(resources=resources, instance=instance).output_for_node("sign_ledger_checkpoint")
+        assert (out["checkpoint_no"], out["head_seq"], out["skipped"]) == (1, _max_seq(led), False)
+        again = jobs.ledger_checkpoint.execute_in_process(resources=resources, instance=instance).output_for_node("sign_ledger_checkpoint")
+        assert again["skipped"] and again["checkpoint_no"] == 1
+    prom = (settings.exports_dir / "metrics" / "aisg_governance.prom").read_text()
+    assert f"aisg_ledger_head_seq {_max_seq(led)}" in prom and "aisg_ledger_checkpoint_number 1" in prom
+    assert ck.verify_ledger(settings, led).ok
+    assert jobs.ledger_checkpoint_hourly.cron_schedule == "7 * * * *"
+    from aisg_pipelines.definitions import AREAS
+
+    assert any(s.name == "ledger_checkpoint_hourly" for area in AREAS for s in (area.schedules or []))
