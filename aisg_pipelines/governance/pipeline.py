@@ -237,13 +237,18 @@ def ingest_documents(
     if rows:
         ids = [r["doc_id"] for r in rows]
         params = _active_chunker(ledger)
-        for table in [CHUNKS, *store.embedding_tables().values()]:
-            if not store.has_table(table):
-                continue
+        owner: dict[str, str] = {}
+        if store.has_table(CHUNKS):
             for part in batched(ids, 1000):
-                got = store.scan(table, ["chunk_id", "doc_id", "batch_id", "content_sha256"], filter=in_filter("doc_id", part))
+                got = store.scan(CHUNKS, ["chunk_id", "doc_id", "batch_id", "content_sha256"], filter=in_filter("doc_id", part))
                 for c, d, b, sha in zip(*(got[k].to_pylist() for k in ("chunk_id", "doc_id", "batch_id", "content_sha256"))):
-                    old_chunks.setdefault(d, []).append((c, b, sha if table == CHUNKS else None))
+                    old_chunks.setdefault(d, []).append((c, b, sha))
+                    owner[c] = d
+        for table in store.embedding_tables().values():  # by chunk_id (indexed): a vector filed under another batch
+            for part in batched(sorted(owner), 1000):
+                got = store.scan(table, ["chunk_id", "batch_id"], filter=in_filter("chunk_id", part))
+                for c, b in zip(got["chunk_id"].to_pylist(), got["batch_id"].to_pylist()):
+                    old_chunks[owner[c]].append((c, b, None))
         doomed: set[str] = set()
         superseded: list[str] = []  # landing files of the earlier upload at another path
         for r in rows:
