@@ -69,14 +69,17 @@ def verify_ledger(public_key: Path | None, witness_head_seq: int | None, witness
 @main.command("ledger-checkpoint", help="Sign the ledger's current head and write it as the next checkpoint outside the database "
               "(the first one upgrades an existing ledger in place). The ledger_checkpoint_hourly schedule runs this.")
 @click.option("--if-changed", is_flag=True, help="Write nothing when the head has not moved since the newest checkpoint.")
-def ledger_checkpoint(if_changed: bool) -> None:
+@click.option("--accept-restore", metavar="INCIDENT", default=None,
+              help="After the DPO decided to restore the ledger from an older backup: sign a checkpoint that names the checkpoints "
+              "and the seq range the restore lost (give the incident reference and why). docs/ledger_integrity.md.")
+def ledger_checkpoint(if_changed: bool, accept_restore: str | None) -> None:
     from .governance.checkpoints import write_checkpoint
     from .governance.ledger import LedgerTampered
 
     s = Settings.from_env()
     try:
-        c = write_checkpoint(s, reason="manual", skip_unchanged=if_changed)
-    except LedgerTampered as exc:
+        c = write_checkpoint(s, reason="manual", skip_unchanged=if_changed, accept_restore=accept_restore)
+    except (LedgerTampered, ValueError) as exc:
         click.echo(f"NOT SIGNED: {exc}", err=True)
         sys.exit(1)
     verb = "unchanged since" if c.skipped else "wrote"

@@ -267,6 +267,14 @@ def test_replace_the_database_with_an_older_backup(world):
     assert not v.ok and v.causes == [ck.OLDER_BACKUP], v.findings
     with pytest.raises(LedgerTampered):  # and it is not signed over
         ck.write_checkpoint(s, led, reason="hourly")
+    # a restore the DPO decided on: accepted by a signed checkpoint that names what was lost
+    acc = ck.write_checkpoint(s, led, accept_restore="INC-7: restored from the nightly dump")
+    assert acc.reason == "restore accepted" and acc.no == 4
+    v = _verify(s, led)
+    assert v.ok and any("accepted a restore" in w and "#3" in w for w in v.warnings), v.findings
+    _append(led, 2)  # (SQLite and PostgreSQL both hand out the lost seqs again)
+    ck.write_checkpoint(s, led, reason="hourly")
+    assert _verify(s, led).ok
     led.engine.dispose()
 
 

@@ -216,14 +216,30 @@ def _verify_since(conn, seq: int, h: str) -> list[str]:
     return problems
 
 
+def _holds(conn, c: StoredCheckpoint, cp) -> bool:
+    """Does checkpoint `c`'s head still hold in this database (present with its hash, or pruned)?"""
+    if c.head_seq is None:
+        return True
+    h = conn.execute(sa.select(audit_events.c.event_hash).where(audit_events.c.seq == c.head_seq)).scalar()
+    if h is not None:
+        return h == c.head_hash
+    return cp is not None and c.head_seq <= cp.through_seq and (c.head_seq != cp.through_seq or c.head_hash == cp.anchor_hash)
+
+
 def write_checkpoint(settings, ledger: Ledger | None = None, *, reason: str = "manual", now: datetime | None = None,
-                     skip_unchanged: bool = False) -> CheckpointWritten:
+                     skip_unchanged: bool = False, accept_restore: str | None = None) -> CheckpointWritten:
     """Sign the current head and write it create-only as the next checkpoint.
 
     Refuses (LedgerTampered) to sign a chain that does not verify from the previous
     checkpoint, or when the newest checkpoint file is not validly signed: signing over a
     rewritten history would launder it. The first checkpoint of a ledger (the migration of
     an existing one, reason "migration") verifies the whole chain.
+
+    `accept_restore` (the incident reference and why) is the one way past a checkpoint that
+    no longer holds, after the DPO decided to restore the ledger from an older backup: the
+    new checkpoint, signed like any other, names the checkpoints the restore lost
+    (`restore.superseded`) and the seq range lost; `verify_ledger` then reports them as
+    warnings. The chain itself must verify.
     """
     from . import certificates as certs
     from .secrets import load_or_create_signing_key
@@ -237,13 +253,21 @@ def write_checkpoint(settings, ledger: Ledger | None = None, *, reason: str = "m
         prev = read_checkpoint(max(nums), nums[max(nums)], key.public_key()) if nums else None
         if prev is not None and not prev.valid:
             raise LedgerTampered(f"{FORGED}: the newest checkpoint {prev.path.name} is not valid ({prev.problem}); nothing signed (see `aisg verify-ledger`)")
+        restore = None
         with ledger.engine.connect() as conn:
             head = _head(conn)
             cp = _latest_checkpoint(conn)
             through, anchor, pruned_total = (cp.through_seq, cp.anchor_hash, cp.events_pruned_total) if cp else (None, GENESIS_HASH, 0)
-            if prev is None or prev.head_seq is None or (through is not None and prev.head_seq <= through):
-                v = ledger.verify_chain()
-                problems = v.problems
+            if accept_restore:
+                problems = ledger.verify_chain().problems
+                lost = [c for c in load_checkpoints(directory, key.public_key()) if c.valid and not _holds(conn, c, cp)]
+                if not problems and not lost:
+                    raise ValueError("nothing to accept: every checkpoint still holds against this ledger")
+                if lost:
+                    restore = {"reason": accept_restore, "superseded": [c.no for c in lost],
+                               "restored_head_seq": head.seq if head else None, "lost_through_seq": max(c.head_seq or 0 for c in lost)}
+            elif prev is None or prev.head_seq is None or (through is not None and prev.head_seq <= through):
+                problems = ledger.verify_chain().problems
             else:
                 problems = _verify_since(conn, prev.head_seq, prev.head_hash)
             if problems:
@@ -256,16 +280,17 @@ def write_checkpoint(settings, ledger: Ledger | None = None, *, reason: str = "m
             "events": int(events), "events_pruned_total": int(pruned_total), "events_total": int(events) + int(pruned_total),
             "pruned_through_seq": through, "anchor_hash": anchor,
         }
-        if skip_unchanged and prev is not None and prev.body["ledger"] == state:
+        if skip_unchanged and restore is None and prev is not None and prev.body["ledger"] == state:
             return CheckpointWritten(prev.no, prev.path, head_seq, head_hash, prev.body["reason"], skipped=True)
         no = (max(nums) if nums else 0) + 1
         body = {
             "schema": SCHEMA,
             "checkpoint_no": no,
             "created_at": iso(_utc(now)),
-            "reason": reason if prev is not None else "migration",
+            "reason": "restore accepted" if restore else (reason if prev is not None else "migration"),
             "ledger": state,
             "previous": {"checkpoint_no": prev.no, "sha256": prev.sha256} if prev is not None else None,
+            **({"restore": restore} if restore else {}),
             "note": "The head of the governance ledger's hash chain, signed outside the ledger database. Verify with `aisg verify-ledger`.",
         }
         data = certs.canonical(certs.sign(body, key))
@@ -408,6 +433,14 @@ def verify_ledger(settings, ledger: Ledger | None = None, *, public_key_path: Pa
     anchor = cp.anchor_hash if cp else GENESIS_HASH
     tails: list[tuple[str, int]] = []  # (what, seq past the head)
     rewrites: list[tuple[str, int, str]] = []  # (what, seq, detail)
+    lost_ranges: list[tuple[int, int, str]] = []  # (after seq, through seq, why): restores accepted by a signed checkpoint
+
+    def lost(what: str, seq: int) -> bool:
+        for after, upto, why in lost_ranges:
+            if after < seq <= upto:
+                warnings.append(f"{what}: its event seq={seq} was lost in an accepted restore ({why})")
+                return True
+        return False
 
     def check(what: str, seq: int | None, h: str) -> bool:
         """One anchor (event seq + hash) against the database; False if it does not hold."""
@@ -422,6 +455,8 @@ def verify_ledger(settings, ledger: Ledger | None = None, *, public_key_path: Pa
         if seq in idx:
             if idx[seq][0] == h:
                 return True
+            if lost(what, seq):
+                return True
             rewrites.append((what, seq, f"event seq={seq} ({idx[seq][1]}) now has hash {idx[seq][0][:12]}…, the anchor says {h[:12]}…"))
             return False
         if through is not None and seq <= through:
@@ -429,6 +464,8 @@ def verify_ledger(settings, ledger: Ledger | None = None, *, public_key_path: Pa
                 rewrites.append((what, seq, f"the prune anchor at seq={seq} is {anchor[:12]}…, the anchor says {h[:12]}…"))
                 return False
             return True  # removed by a (verified) 7-year prune
+        if lost(what, seq):
+            return True
         if max_seq is None or seq > max_seq:
             tails.append((what, seq))
             return False
@@ -456,6 +493,15 @@ def verify_ledger(settings, ledger: Ledger | None = None, *, public_key_path: Pa
     for c in stored:
         if not c.valid:
             findings.append(Finding(FORGED, f"{c.path.name}: {c.problem}"))
+    superseded: dict[int, StoredCheckpoint] = {}
+    for c in valid:
+        r = c.body.get("restore")
+        if r:
+            for n in r.get("superseded") or []:
+                superseded[n] = c
+            lost_ranges.append((r.get("restored_head_seq") or 0, r.get("lost_through_seq") or 0, f"{c.label()}: {r.get('reason')}"))
+            warnings.append(f"{c.label()} accepted a restore: checkpoints {', '.join('#' + str(n) for n in r.get('superseded') or [])} "
+                            f"and seq {(r.get('restored_head_seq') or 0) + 1}..{r.get('lost_through_seq')} were lost ({r.get('reason')})")
     if nums:
         top = max(nums)
         gaps = [n for n in range(1, top) if n not in nums]
@@ -468,10 +514,12 @@ def verify_ledger(settings, ledger: Ledger | None = None, *, public_key_path: Pa
             findings.append(Finding(FORGED, f"{c.label()} names no previous checkpoint"))
         elif p is not None and before is not None and p.get("sha256") != before.sha256:
             findings.append(Finding(FORGED, f"{before.path.name} is not the checkpoint #{c.no} was chained to: it was replaced"))
-        if before is not None and before.valid and (c.head_seq or 0) < (before.head_seq or 0):
+        if before is not None and before.valid and (c.head_seq or 0) < (before.head_seq or 0) and not c.body.get("restore"):
             findings.append(Finding(FORGED, f"{c.label()} signs head seq={c.head_seq}, before the head seq={before.head_seq} of #{before.no}"))
     for r in rows:
         c = by_no.get(r.checkpoint_no)
+        if r.checkpoint_no in superseded:
+            continue
         if r.checkpoint_no not in nums:
             findings.append(Finding(MISSING, f"checkpoint #{r.checkpoint_no} ({r.created_at[:19]}, {r.reason}, head seq={r.head_seq}) "
                                              f"is recorded in the ledger database but its file {r.file_name} is gone from {directory}"))
@@ -482,10 +530,10 @@ def verify_ledger(settings, ledger: Ledger | None = None, *, public_key_path: Pa
     if w_cp is not None and w_cp > (max(nums) if nums else 0):
         findings.append(Finding(MISSING, f"Prometheus witnessed checkpoint #{w_cp}, but the newest checkpoint file is #{max(nums) if nums else 'none'}: the newest checkpoints were deleted"))
     for c in valid:
-        if c.head_seq is not None:  # None: signed over an empty ledger
+        if c.head_seq is not None and c.no not in superseded:  # None: signed over an empty ledger
             check(c.label(), c.head_seq, c.head_hash)
     checkpointed = bool(nums or rows)
-    newest_head = max((c.head_seq or 0 for c in valid), default=None)
+    newest_head = max((c.head_seq or 0 for c in valid if c.no not in superseded), default=None)
     newest = max(valid, key=lambda c: c.no, default=None)
 
     # 2. the prune state must be one a signed checkpoint attests ------------------------------
@@ -564,7 +612,7 @@ def verify_ledger(settings, ledger: Ledger | None = None, *, public_key_path: Pa
 
     # 6. the Prometheus witness ---------------------------------------------------------------
     w_head = max([n for n in (witness_head_seq, tf.get("aisg_ledger_head_seq")) if n is not None], default=None)
-    if w_head is not None and w_head > (max_seq or 0):
+    if w_head is not None and w_head > (max_seq or 0) and not lost("the Prometheus witness", w_head):
         tails.append((f"Prometheus witness aisg_ledger_head_seq={w_head}", w_head))
 
     # classify -----------------------------------------------------------------------------
