@@ -171,7 +171,9 @@ def test_path_leaving_the_landing_root_is_refused_without_touching_it(settings):
     assert store.count(DOCUMENTS) == 0
     assert res.documents == 0 and [q.code for q in res.quarantined] == ["outside_landing"]
     assert (outside / "evil.txt").read_text(encoding="utf-8") == "Text that lives outside the landing zone entirely."
-    assert (outside / "evil.txt.meta.json").exists()
+    assert sorted(p.name for p in outside.iterdir()) == ["evil.txt", "evil.txt.meta.json"]  # not even a reason file written there
+    [reason] = list((settings.quarantine_dir / "outside_landing").iterdir())
+    assert reason.read_text(encoding="utf-8").startswith("reason: outside_landing\n")
 
 
 # -- finding 3: a doc_id of another subject -------------------------------------------------

@@ -504,6 +504,12 @@ def _move_out(dir_fd: int, name: str, dst: Path) -> None:
 
 
 def _reason_path(quarantine_dir: Path, rel_path: str) -> Path:
+    """Beside the quarantined file; a path that would leave the quarantine directory gets a
+    name of its own under `outside_landing/` instead."""
+    try:
+        _parts(rel_path)
+    except Rejected:
+        return quarantine_dir / "outside_landing" / (hashlib.sha256(rel_path.encode("utf-8", "surrogateescape")).hexdigest()[:16] + REASON_SUFFIX)
     return quarantine_dir / (rel_path + REASON_SUFFIX)
 
 
@@ -577,7 +583,7 @@ def quarantine(
         encoding="utf-8",
     )
     kept = "" if (drop_content or rejected.code in LINK_CODES) else str(dst)
-    return Quarantined(shown_path if drop_content else rel_path, rejected.code, detail, kept or str(reason))
+    return Quarantined(shown_path, rejected.code, detail, kept or str(reason))  # what run logs and metadata show: no raw subject id
 
 
 def quarantine_reason(quarantine_dir: Path, rel_path: str) -> str | None:
