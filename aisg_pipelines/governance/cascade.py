@@ -230,7 +230,7 @@ def plan_cascade(
     for version, table in sorted(store.embedding_tables().items()):
         if table in plan.drop_tables:
             continue
-        n = _count_planned_vectors(store, table, plan)
+        n = _count_planned_vectors(store, table, plan, plan.tables.get(table, {}).get("chunk_id", []))
         if n:
             planned[table] = n
     if plan.chunk_ids:
@@ -241,6 +241,8 @@ def plan_cascade(
         planned[TELEMETRY_TABLES[kind]] = planned.get(TELEMETRY_TABLES[kind], 0) + _count_in(store, TELEMETRY_TABLES[kind], "row_id", rids)
     for t, cols in plan.tables.items():
         for c, ids in cols.items():
+            if t.startswith(EMBEDDINGS_PREFIX) and c == "chunk_id":
+                continue  # counted with the version's other vectors above (a row is counted once)
             planned[t] = planned.get(t, 0) + _count_in(store, t, c, ids)
     if plan.landing and landing_dir is not None:
         planned["landing_files"] = sum(1 for p in _landing_paths(Path(landing_dir), plan.landing) if p.is_file())
@@ -249,13 +251,16 @@ def plan_cascade(
     return plan
 
 
-def _count_planned_vectors(store: LanceStore, table: str, plan: CascadePlan) -> int:
-    if not (plan.chunk_ids or plan.doc_ids):
+def _count_planned_vectors(store: LanceStore, table: str, plan: CascadePlan, extra_chunk_ids: Sequence[str] = ()) -> int:
+    """Vectors of `table` the plan deletes, each counted once (by chunk id, listed for this
+    version or in general, or by doc id)."""
+    chunk_ids = sorted(set(plan.chunk_ids) | set(extra_chunk_ids))
+    if not (chunk_ids or plan.doc_ids):
         return 0
     ds = store.dataset(table)
     expr = None
-    if plan.chunk_ids:
-        expr = pc.field("chunk_id").isin(pa.array(plan.chunk_ids, pa.string()))
+    if chunk_ids:
+        expr = pc.field("chunk_id").isin(pa.array(chunk_ids, pa.string()))
     if plan.doc_ids:
         e2 = pc.field("doc_id").isin(pa.array(plan.doc_ids, pa.string()))
         expr = e2 if expr is None else (expr | e2)
