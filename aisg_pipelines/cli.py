@@ -72,13 +72,15 @@ def verify_ledger(public_key: Path | None, witness_head_seq: int | None, witness
 @click.option("--accept-restore", metavar="INCIDENT", default=None,
               help="After the DPO decided to restore the ledger from an older backup: sign a checkpoint that names the checkpoints "
               "and the seq range the restore lost (give the incident reference and why). docs/ledger_integrity.md.")
-def ledger_checkpoint(if_changed: bool, accept_restore: str | None) -> None:
+@click.option("--accept-prune", metavar="WHY", default=None,
+              help="Sign a 7-year prune whose own checkpoint failed (check its ledger.pruned event first).")
+def ledger_checkpoint(if_changed: bool, accept_restore: str | None, accept_prune: str | None) -> None:
     from .governance.checkpoints import write_checkpoint
     from .governance.ledger import LedgerTampered
 
     s = Settings.from_env()
     try:
-        c = write_checkpoint(s, reason="manual", skip_unchanged=if_changed, accept_restore=accept_restore)
+        c = write_checkpoint(s, reason="manual", skip_unchanged=if_changed, accept_restore=accept_restore, accept_prune=accept_prune)
     except (LedgerTampered, ValueError) as exc:
         click.echo(f"NOT SIGNED: {exc}", err=True)
         sys.exit(1)

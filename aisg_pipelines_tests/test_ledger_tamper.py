@@ -207,6 +207,8 @@ def test_forged_prune_checkpoint(world):
     assert led.verify_chain().ok
     v = _verify(s, led)
     assert not v.ok and ck.FORGED in v.causes and any("forged prune" in f.message for f in v.findings), v.findings
+    with pytest.raises(LedgerTampered, match="forged prune"):  # and the hourly checkpoint does not launder it
+        ck.write_checkpoint(s, led, reason="hourly")
 
 
 def test_delete_the_newest_checkpoints(world):
@@ -288,7 +290,9 @@ def test_a_legitimate_7_year_prune_still_verifies(world):
     ck.write_checkpoint(s, led, reason="hourly")
     res = led.prune_events(CUTOFF, now=iso(FIXED_NOW))
     assert res.pruned == 6
-    ck.write_checkpoint(s, led, reason="prune")  # what retention does after every prune
+    with pytest.raises(LedgerTampered, match="prune"):  # only the prune itself signs a new prune state
+        ck.write_checkpoint(s, led, reason="hourly")
+    ck.write_checkpoint(s, led, reason="prune", prune=res)  # what retention does after every prune
     v = _verify(s, led)
     assert v.ok and v.checkpoints == 3 and v.chain.pruned_events == 6, v.findings
     _append(led, 2)
@@ -401,3 +405,20 @@ def test_hourly_checkpoint_job_and_schedule(settings):
     from aisg_pipelines.definitions import AREAS
 
     assert any(s.name == "ledger_checkpoint_hourly" for area in AREAS for s in (area.schedules or []))
+
+
+def test_retention_run_signs_its_prune(world):
+    """The 7-year prune through `run_retention`: its hook signs the prune, the ledger verifies."""
+    from aisg_pipelines.governance.retention import run_retention
+
+    s, led = world
+    for i in range(4):
+        led.append_event("erasure.certified", {"certificate_id": f"c-{i}"}, occurred_at=iso(OLD + timedelta(days=i)))
+    led.append_event("ingest.documents", {"documents": 1}, occurred_at=iso(FIXED_NOW - timedelta(days=2)))
+    ck.write_checkpoint(s, led, reason="hourly")
+    res = run_retention(s, now=FIXED_NOW)
+    assert res.categories["audit_ledger"].deleted == 4
+    newest = ck.load_checkpoints(ck.checkpoints_dir(s), load_or_create_signing_key(s)[0].public_key())[-1]
+    assert newest.body["reason"] == "prune" and newest.body["ledger"]["events_pruned_total"] == 4
+    v = _verify(s, led)
+    assert v.ok and v.chain.pruned_events == 4, v.findings

@@ -227,7 +227,8 @@ def _holds(conn, c: StoredCheckpoint, cp) -> bool:
 
 
 def write_checkpoint(settings, ledger: Ledger | None = None, *, reason: str = "manual", now: datetime | None = None,
-                     skip_unchanged: bool = False, accept_restore: str | None = None) -> CheckpointWritten:
+                     skip_unchanged: bool = False, accept_restore: str | None = None, prune=None,
+                     accept_prune: str | None = None) -> CheckpointWritten:
     """Sign the current head and write it create-only as the next checkpoint.
 
     Refuses (LedgerTampered) to sign a chain that does not verify from the previous
@@ -240,6 +241,12 @@ def write_checkpoint(settings, ledger: Ledger | None = None, *, reason: str = "m
     new checkpoint, signed like any other, names the checkpoints the restore lost
     (`restore.superseded`) and the seq range lost; `verify_ledger` then reports them as
     warnings. The chain itself must verify.
+
+    A change of the prune state (a 7-year prune since the previous checkpoint) is signed only
+    with `prune`, the `LedgerPrune` this process just made (retention's hook), and it must be
+    the prune the database shows. Anything else would let a database writer delete a prefix
+    under a forged prune record and have the next hourly checkpoint attest it. A prune whose
+    checkpoint failed is signed with `accept_prune` (why), after checking its ledger.pruned event.
     """
     from . import certificates as certs
     from .secrets import load_or_create_signing_key
@@ -272,6 +279,12 @@ def write_checkpoint(settings, ledger: Ledger | None = None, *, reason: str = "m
                 problems = _verify_since(conn, prev.head_seq, prev.head_hash)
             if problems:
                 raise LedgerTampered(f"the ledger does not verify ({problems[0]}); nothing signed (see `aisg verify-ledger`)")
+            pruned_since = prev is not None and prev.body["ledger"].get("pruned_through_seq") != through and restore is None
+            if pruned_since and not accept_prune and not (
+                    prune is not None and prune.through_seq == through and prune.anchor_hash == anchor):
+                raise LedgerTampered(f"{FORGED}: the prune state changed since checkpoint #{prev.no} (now through seq={through}) without the "
+                                     "prune that made it: a forged prune, or a prune whose checkpoint failed "
+                                     "(check its ledger.pruned event, then `aisg ledger-checkpoint --accept-prune`); nothing signed")
             head_seq = head.seq if head else None
             head_hash = head.event_hash if head else anchor
             events = conn.execute(sa.select(sa.func.count()).select_from(audit_events).where(audit_events.c.seq <= (head_seq or 0))).scalar() or 0
@@ -291,6 +304,7 @@ def write_checkpoint(settings, ledger: Ledger | None = None, *, reason: str = "m
             "ledger": state,
             "previous": {"checkpoint_no": prev.no, "sha256": prev.sha256} if prev is not None else None,
             **({"restore": restore} if restore else {}),
+            **({"prune_accepted": accept_prune} if accept_prune and pruned_since else {}),
             "note": "The head of the governance ledger's hash chain, signed outside the ledger database. Verify with `aisg verify-ledger`.",
         }
         data = certs.canonical(certs.sign(body, key))
@@ -317,11 +331,12 @@ def write_checkpoint(settings, ledger: Ledger | None = None, *, reason: str = "m
     raise RuntimeError("could not write a ledger checkpoint: 50 concurrent writers took every number")
 
 
-def checkpoint_after(settings, ledger: Ledger | None, reason: str) -> CheckpointWritten | None:
-    """The hook after a certificate, report or prune: never fails its caller. A checkpoint
-    that could not be written shows up in `aisg verify-ledger` as a missing checkpoint."""
+def checkpoint_after(settings, ledger: Ledger | None, reason: str, *, prune=None) -> CheckpointWritten | None:
+    """The hook after a certificate, report or prune (`prune`: the LedgerPrune just made):
+    never fails its caller. A checkpoint that could not be written shows up in
+    `aisg verify-ledger` as a missing checkpoint."""
     try:
-        return write_checkpoint(settings, ledger, reason=reason)
+        return write_checkpoint(settings, ledger, reason=reason, prune=prune)
     except Exception as exc:  # noqa: BLE001
         log.warning("ledger checkpoint after %s not written: %s", reason, exc)
         return None
@@ -514,6 +529,10 @@ def verify_ledger(settings, ledger: Ledger | None = None, *, public_key_path: Pa
             findings.append(Finding(FORGED, f"{c.label()} names no previous checkpoint"))
         elif p is not None and before is not None and p.get("sha256") != before.sha256:
             findings.append(Finding(FORGED, f"{before.path.name} is not the checkpoint #{c.no} was chained to: it was replaced"))
+        if (before is not None and before.valid and not c.body.get("restore") and not c.body.get("prune_accepted") and c.body["reason"] != "prune"
+                and before.body["ledger"].get("pruned_through_seq") != c.body["ledger"].get("pruned_through_seq")):
+            findings.append(Finding(FORGED, f"{c.label()} signs a new prune state (through seq={c.body['ledger'].get('pruned_through_seq')}) "
+                                            "but is not the checkpoint of that prune"))
         if before is not None and before.valid and (c.head_seq or 0) < (before.head_seq or 0) and not c.body.get("restore"):
             findings.append(Finding(FORGED, f"{c.label()} signs head seq={c.head_seq}, before the head seq={before.head_seq} of #{before.no}"))
     for r in rows:

@@ -609,7 +609,7 @@ class Retention:
             r.notes.append(f"pruned through seq {prune.through_seq}; the chain now starts at anchor {prune.anchor_hash[:12]}… (checkpoint recorded by a ledger.pruned event)")
             from .checkpoints import checkpoint_after
 
-            checkpoint_after(self.settings, self.ledger, "prune")  # signed checkpoint attesting the prune (issue 18)
+            checkpoint_after(self.settings, self.ledger, "prune", prune=prune)  # signed checkpoint attesting the prune (issue 18)
         if prune.held:
             r.notes.append(f"{prune.held} expired event(s) kept: a subject under legal hold is named at or before them in the chain")
         with self.ledger.engine.connect() as conn:
