@@ -240,8 +240,15 @@ def _same_size_same_mtime(p: Path) -> None:
     assert os.stat(p).st_size == st.st_size and os.stat(p).st_mtime_ns == st.st_mtime_ns
 
 
-@pytest.mark.parametrize("change, final_marker", [(_append, "Appended while"), (_touch, "Bravo original"), (_same_size_same_mtime, "Bravo modified")],
-                         ids=["size", "mtime", "content-hash"])
+def _sidecar_rewritten(p: Path) -> None:
+    side = p.with_name(p.name + ".meta.json")
+    meta = json.loads(side.read_text(encoding="utf-8"))
+    side.write_text(json.dumps({**meta, "source": "aisg-api"}), encoding="utf-8")
+
+
+@pytest.mark.parametrize("change, final_marker", [(_append, "Appended while"), (_touch, "Bravo original"), (_same_size_same_mtime, "Bravo modified"),
+                                                  (_sidecar_rewritten, "Bravo original")],
+                         ids=["size", "mtime", "content-hash", "sidecar"])
 def test_file_changing_while_read_is_left_for_the_next_tick(settings, change, final_marker):
     landing = settings.landing_dir
     _upload(landing, f"{DAY}/a.txt", "Alpha letter about the library opening hours.", "doc-a", "u1")
