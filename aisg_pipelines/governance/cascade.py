@@ -85,6 +85,7 @@ class CascadePlan:
 
     doc_ids: list[str] = field(default_factory=list)  # documents deleted with all their chunks and vectors
     chunk_ids: list[str] = field(default_factory=list)  # chunks (and their vectors) deleted, documents kept
+    vectors: dict[str, list[str]] = field(default_factory=dict)  # embeddings table -> chunk ids of its rows that go (resolved)
     tables: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # other tables: table -> id column -> ids
     telemetry: dict[str, list[str]] = field(default_factory=dict)  # kind -> row ids (table rows + source lines)
     source_dirs: dict[str, str] = field(default_factory=dict)  # kind -> directory of its source files
@@ -99,7 +100,7 @@ class CascadePlan:
     planned: dict[str, int] = field(default_factory=dict)  # rows/items present when planned
 
     def is_empty(self) -> bool:
-        return not (self.doc_ids or self.chunk_ids or self.drop_tables or any(self.tables.values()) or any(self.telemetry.values())
+        return not (self.doc_ids or self.chunk_ids or self.drop_tables or any(self.vectors.values()) or any(self.tables.values()) or any(self.telemetry.values())
                     or any(self.lines.values()) or self.files or self.landing or self.ledger_paths)
 
     def digest(self) -> str:
@@ -230,9 +231,10 @@ def plan_cascade(
     for version, table in sorted(store.embedding_tables().items()):
         if table in plan.drop_tables:
             continue
-        n = _count_planned_vectors(store, table, plan, plan.tables.get(table, {}).get("chunk_id", []))
-        if n:
-            planned[table] = n
+        vec = _planned_vectors(store, table, plan, plan.tables.get(table, {}).get("chunk_id", []))
+        if vec:
+            plan.vectors[table] = vec
+            planned[table] = len(vec)
     if plan.chunk_ids:
         planned[CHUNKS] = _count_in(store, CHUNKS, "chunk_id", plan.chunk_ids)
     if doc_ids:
@@ -251,12 +253,13 @@ def plan_cascade(
     return plan
 
 
-def _count_planned_vectors(store: LanceStore, table: str, plan: CascadePlan, extra_chunk_ids: Sequence[str] = ()) -> int:
-    """Vectors of `table` the plan deletes, each counted once (by chunk id, listed for this
-    version or in general, or by doc id)."""
+def _planned_vectors(store: LanceStore, table: str, plan: CascadePlan, extra_chunk_ids: Sequence[str] = ()) -> list[str]:
+    """Chunk ids of the vectors of `table` the plan deletes (by chunk id, listed for this
+    version or in general, or by doc id): one scan at plan time, then the deletion goes by
+    chunk id (BTREE-indexed in every version table)."""
     chunk_ids = sorted(set(plan.chunk_ids) | set(extra_chunk_ids))
     if not (chunk_ids or plan.doc_ids):
-        return 0
+        return []
     ds = store.dataset(table)
     expr = None
     if chunk_ids:
@@ -264,7 +267,7 @@ def _count_planned_vectors(store: LanceStore, table: str, plan: CascadePlan, ext
     if plan.doc_ids:
         e2 = pc.field("doc_id").isin(pa.array(plan.doc_ids, pa.string()))
         expr = e2 if expr is None else (expr | e2)
-    return ds.count_rows(filter=expr)
+    return sorted(set(ds.to_table(columns=["chunk_id"], filter=expr).column("chunk_id").to_pylist()))
 
 
 def _landing_paths(landing: Path, rels: Iterable[str]) -> Iterable[Path]:
@@ -350,23 +353,25 @@ def _execute(store, ledger, cid, plan: CascadePlan, *, cause, actor, subject_has
                 shutil.rmtree(d)
             res.rows[table] = rows
             res.tables_dropped.append(table)
-    # 1. vectors in every version (by chunk id, and by doc id for whole documents)
+    # 1. vectors in every version: the chunk ids resolved at plan time (by chunk id and by doc
+    #    id); a version table created since the plan loses the vectors of the planned chunks
     for table in sorted(store.embedding_tables().values()):
-        if not (plan.chunk_ids or plan.doc_ids):
-            break
+        ids = plan.vectors[table] if table in plan.vectors else plan.chunk_ids
+        if not ids:
+            continue
         step(f"delete:{table}")
-        n = store.delete_ids(table, "chunk_id", plan.chunk_ids) + store.delete_ids(table, "doc_id", plan.doc_ids)
-        if n or _planned(plan, table):
-            res.rows[table] = n
+        res.rows[table] = store.delete_ids(table, "chunk_id", ids)
         touched.add(table)
-    # 2. chunks
+    # 2. chunks (those of the documents were resolved into chunk_ids at plan time)
     if plan.chunk_ids or plan.doc_ids:
         step(f"delete:{CHUNKS}")
-        n = store.delete_ids(CHUNKS, "chunk_id", plan.chunk_ids) + store.delete_ids(CHUNKS, "doc_id", plan.doc_ids)
-        res.rows[CHUNKS] = n
+        res.rows[CHUNKS] = store.delete_ids(CHUNKS, "chunk_id", plan.chunk_ids)
         touched.add(CHUNKS)
     # 3. other tables by our row ids; telemetry rows
     for table, cols in sorted(plan.tables.items()):
+        cols = {c: ids for c, ids in cols.items() if not (table in plan.vectors and c == "chunk_id")}  # done in step 1
+        if not cols:
+            continue
         step(f"delete:{table}")
         res.rows[table] = res.rows.get(table, 0) + sum(_delete_col(store, table, c, ids) for c, ids in sorted(cols.items()))
         touched.add(table)
@@ -430,10 +435,6 @@ def _execute(store, ledger, cid, plan: CascadePlan, *, cause, actor, subject_has
         step("purge")
         res.purge = purge_tables(store, touched)
     return res
-
-
-def _planned(plan: CascadePlan, table: str) -> bool:
-    return bool(plan.planned.get(table))
 
 
 def _delete_col(store: LanceStore, table: str, column: str, ids: Sequence[str]) -> int:
@@ -548,13 +549,13 @@ def _close(ledger: Ledger, cid: str, res: CascadeResult, *, actor: str, subject_
 
 # -- physical purge ---------------------------------------------------------------------
 def dirty_tables(store: LanceStore) -> list[str]:
-    """Tables with deletion files, more than one version, or files no version references
-    (a killed run or write left them): their bytes may still hold deleted rows."""
+    """Tables with deletion files, or files no version references (a killed run or write left
+    them): their bytes may still hold deleted rows."""
     out = []
     for n in store.table_names():
         try:
             ds = store.dataset(n)
-            if any(f.deletion_file() is not None for f in ds.get_fragments()) or len(ds.versions()) > 1 or store.unreferenced_files(n):
+            if any(f.deletion_file() is not None for f in ds.get_fragments()) or store.unreferenced_files(n):
                 out.append(n)
         except Exception:
             continue
