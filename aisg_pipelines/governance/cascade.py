@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from .ids import DOC_ID_RE, batched, require, sha256_hex, sql_literal
+from .ids import DOC_ID_RE, batched, in_filter, require, sha256_hex, sql_literal
 from .ledger import Ledger, canonical_json, ingest_batch_files, ingest_batches, iso, metadata
 from .store import CHUNKS, DOCUMENTS, EMBEDDINGS_PREFIX, METRICS, SYSTEM_LOGS, LanceStore
 
@@ -189,9 +189,14 @@ def plan_cascade(
     landing_dir: str | Path | None = None,
     batches: Sequence[str] = (),
     drop_tables: Sequence[str] = (),
+    vectors_by_doc: bool = True,
 ) -> CascadePlan:
     """Resolve what the ids mean in every store (chunks of the documents, their files and
-    batches, the source files of telemetry rows) and count what is there now."""
+    batches, the source files of telemetry rows) and count what is there now.
+
+    `vectors_by_doc=False`: the caller already found every vector to delete (erasure's
+    discovery scans each version for the chunk and doc ids): vectors go by the chunk ids
+    given, counted through the chunk_id index instead of one more scan per version."""
     doc_ids = sorted({require(DOC_ID_RE, d, "doc_id") for d in doc_ids})
     plan = CascadePlan(doc_ids=doc_ids, landing_dir=str(landing_dir) if landing_dir is not None else None)
     batch_set = set(batches)
@@ -231,7 +236,8 @@ def plan_cascade(
     for version, table in sorted(store.embedding_tables().items()):
         if table in plan.drop_tables:
             continue
-        vec = _planned_vectors(store, table, plan, plan.tables.get(table, {}).get("chunk_id", []))
+        extra = plan.tables.get(table, {}).get("chunk_id", [])
+        vec = _planned_vectors(store, table, plan, extra) if vectors_by_doc else _present(store, table, sorted(set(plan.chunk_ids) | set(extra)))
         if vec:
             plan.vectors[table] = vec
             planned[table] = len(vec)
@@ -251,6 +257,15 @@ def plan_cascade(
     planned["files"] = sum(1 for f in plan.files if Path(f).is_file())
     plan.planned = {k: v for k, v in planned.items() if v}
     return plan
+
+
+def _present(store: LanceStore, table: str, chunk_ids: list[str]) -> list[str]:
+    """The chunk ids of `chunk_ids` that have a row in `table` (lookups through its index)."""
+    out: list[str] = []
+    for part in batched(chunk_ids, 1000):
+        if store.count(table, in_filter("chunk_id", part)):
+            out += store.scan(table, ["chunk_id"], filter=in_filter("chunk_id", part)).column("chunk_id").to_pylist()
+    return sorted(set(out))
 
 
 def _planned_vectors(store: LanceStore, table: str, plan: CascadePlan, extra_chunk_ids: Sequence[str] = ()) -> list[str]:

@@ -977,6 +977,7 @@ def _cascade_plan(settings, store: LanceStore, manifests: Iterable[Manifest]):
         source_dirs={"system_logs": settings.logs_dir, "metrics": settings.metrics_dir},
         source_files={k: sorted(v) for k, v in tfiles.items()},
         lines={f: sorted(v) for f, v in lines.items()}, files=sorted(files), landing_dir=settings.landing_dir,
+        vectors_by_doc=False,  # discovery found every vector (by chunk id and doc id) in every version
     )
     plan.ledger_paths = sorted(set(plan.ledger_paths) | landing_paths)
     return plan
