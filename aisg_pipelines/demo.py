@@ -319,8 +319,28 @@ def step_retention(ctx: DemoContext) -> None:
 
 
 
+def step_ledger(ctx: DemoContext) -> None:
+    """Tamper evidence (issue 18): the hourly checkpoint job, then every anchor of the ledger verified."""
+    from .governance.checkpoints import checkpoints_dir, verify_ledger
+    from .local_runner import run_job
+
+    s = ctx.settings
+    _heading("Audit ledger: signed checkpoints outside the database, every anchor cross-checked")
+    run = run_job(ctx.defs, ctx.instance, "ledger_checkpoint")
+    out = run.output_for_node("sign_ledger_checkpoint")
+    print(f"ledger_checkpoint job: checkpoint #{out['checkpoint_no']} over head seq={out['head_seq']} "
+          f"({'unchanged, nothing written' if out['skipped'] else 'written'}) in {checkpoints_dir(s)}")
+    v = verify_ledger(s)
+    state = "OK" if v.ok else "BROKEN (cause: " + ", ".join(v.causes) + ")"
+    print(f"aisg verify-ledger -> {state}: {v.chain.events} events, {v.checkpoints} signed checkpoint(s), "
+          f"{v.certificates} certificate anchor(s), {v.reports} report head(s) checked")
+    for f in v.findings:
+        print(f"  - [{f.cause}] {f.message}")
+
+
 # In order: retention seeds the sample logs/metrics before erasure, so the erased subject's
-# log lines are covered too; the report comes last so it sees every other step's events.
+# log lines are covered too; the report comes last so it sees every other step's events
+# (the ledger step after it only checkpoints and verifies what the others anchored).
 DEMO_STEPS: list[Callable[[DemoContext], None]] = [
     step_ingest,
     step_reindex,
@@ -328,6 +348,7 @@ DEMO_STEPS: list[Callable[[DemoContext], None]] = [
     step_retention,
     step_erasure,
     step_report,
+    step_ledger,
 ]
 
 
