@@ -714,3 +714,36 @@ def test_sample_manifest_keeps_only_the_salted_hash_after_erasure(world):
     assert subj["subject_id"] is None
     assert [d for d in after["documents"] if d.get("subject_hash") != h] == [d for d in json.loads(json.dumps(manifest, default=str))["documents"] if d["subject_id"] != TARGET]
     assert res.files["sample_manifest_fields_redacted"] == 3
+
+
+def test_another_subjects_chunks_under_a_taken_over_doc_id_are_never_erased(world):
+    """Finding 3 (erasure side): if a doc_id was taken over (documents row now of TARGET, chunks
+    of subj-ko-001 still under it), erasing TARGET deletes nothing of subj-ko-001."""
+    import pyarrow as pa
+
+    from aisg_pipelines.governance.ids import chunk_id_for
+    from aisg_pipelines.governance.store import CHUNKS_SCHEMA
+
+    s, _ = world
+    store = LanceStore(s.lancedb_uri)
+    doc = next(r for r in store.scan(DOCUMENTS, ["doc_id", "subject_id"]).to_pylist() if r["subject_id"] == TARGET)["doc_id"]
+    victim_rows = [r for r in store.scan(CHUNKS, CHUNKS_SCHEMA.names).to_pylist() if r["subject_id"] == "subj-ko-001"][:2]
+    planted = []
+    for i, r in enumerate(victim_rows):
+        r = dict(r, doc_id=doc, chunk_id=chunk_id_for(doc, 900 + i))
+        planted.append(r)
+    store.append(CHUNKS, CHUNKS_SCHEMA, pa.Table.from_pylist(planted, schema=CHUNKS_SCHEMA))
+    for t in store.embedding_tables().values():
+        schema = store.dataset(t).schema
+        vec = store.scan(t, schema.names).to_pylist()[:2]
+        store.append(t, schema, pa.Table.from_pylist([dict(v, doc_id=doc, chunk_id=p["chunk_id"]) for v, p in zip(vec, planted)], schema=schema))
+    before = _subject_counts(s)
+    _, res = er.erase_subject(s, TARGET, requested_by="dpo", request_id="takeover-1", clock=CLOCK)
+    (out,) = res.outcomes
+    assert out.status == "certified", out.failure
+    after = _subject_counts(s)
+    assert after["chunks:subj-ko-001"] == before["chunks:subj-ko-001"]
+    kept = {p["chunk_id"] for p in planted}
+    for t in store.embedding_tables().values():
+        assert kept <= set(store.scan(t, ["chunk_id"])["chunk_id"].to_pylist()), t
+    assert kept <= set(store.scan(CHUNKS, ["chunk_id"])["chunk_id"].to_pylist())

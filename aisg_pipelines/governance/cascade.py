@@ -190,13 +190,16 @@ def plan_cascade(
     batches: Sequence[str] = (),
     drop_tables: Sequence[str] = (),
     vectors_by_doc: bool = True,
+    keep_chunk_ids: Sequence[str] = (),
 ) -> CascadePlan:
     """Resolve what the ids mean in every store (chunks of the documents, their files and
     batches, the source files of telemetry rows) and count what is there now.
 
     `vectors_by_doc=False`: the caller already found every vector to delete (erasure's
     discovery scans each version for the chunk and doc ids): vectors go by the chunk ids
-    given, counted through the chunk_id index instead of one more scan per version."""
+    given, counted through the chunk_id index instead of one more scan per version.
+    `keep_chunk_ids`: chunks (and their vectors) that stay although their doc_id is deleted
+    (another subject's chunks under a taken-over doc_id: erasure never deletes them)."""
     doc_ids = sorted({require(DOC_ID_RE, d, "doc_id") for d in doc_ids})
     plan = CascadePlan(doc_ids=doc_ids, landing_dir=str(landing_dir) if landing_dir is not None else None)
     batch_set = set(batches)
@@ -214,7 +217,8 @@ def plan_cascade(
     elif chunk_set:
         ch = _fetch(store, CHUNKS, ["chunk_id", "batch_id"], "chunk_id", sorted(chunk_set))
         batch_set |= {b for b in ch.column("batch_id").to_pylist() if b}
-    plan.chunk_ids = sorted(chunk_set)
+    keep = set(keep_chunk_ids)
+    plan.chunk_ids = sorted(chunk_set - keep)
     plan.tables = {t: {c: sorted(set(v)) for c, v in cols.items() if v} for t, cols in (tables or {}).items()}
     plan.tables = {t: cols for t, cols in plan.tables.items() if cols}
     plan.telemetry = {k: sorted(set(v)) for k, v in (telemetry or {}).items() if v}
@@ -238,6 +242,7 @@ def plan_cascade(
             continue
         extra = plan.tables.get(table, {}).get("chunk_id", [])
         vec = _planned_vectors(store, table, plan, extra) if vectors_by_doc else _present(store, table, sorted(set(plan.chunk_ids) | set(extra)))
+        vec = [c for c in vec if c not in keep] if keep else vec
         if vec:
             plan.vectors[table] = vec
             planned[table] = len(vec)

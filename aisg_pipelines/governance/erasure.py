@@ -418,6 +418,7 @@ class Manifest:
     telemetry_rows: dict[str, list[str]] = field(default_factory=dict)  # kind -> row ids (table rows and source lines)
     telemetry_files: dict[str, list[str]] = field(default_factory=dict)  # kind -> source files (relative) holding them
     landing_paths: list[str] = field(default_factory=list)  # landing-relative uploads: their ledger batch-file records go
+    foreign_chunks: list[str] = field(default_factory=list)  # other subjects' chunks under this subject's doc ids: kept
     fingerprints: dict[str, str] = field(default_factory=dict)  # hex pattern -> kind
     doc_ids: list[str] = field(default_factory=list)
     held_documents: int = 0
@@ -449,6 +450,7 @@ class Manifest:
         for k, fs in other.telemetry_files.items():
             self.telemetry_files[k] = sorted(set(self.telemetry_files.get(k, [])) | set(fs))
         self.landing_paths = sorted(set(self.landing_paths) | set(other.landing_paths))
+        self.foreign_chunks = sorted(set(self.foreign_chunks) | set(other.foreign_chunks))
         self.fingerprints.update(other.fingerprints)
         self.doc_ids = sorted(set(self.doc_ids) | set(other.doc_ids))
         self.held_documents = max(self.held_documents, other.held_documents)
@@ -643,7 +645,13 @@ def discover(settings, store: LanceStore, subjects: dict[str, str]) -> tuple[dic
         if pc.any(m).as_py():
             f = b.filter(m)
             for cid, did, sid in zip(f.column(0).to_pylist(), f.column(1).to_pylist(), f.column(2).to_pylist()):
+                if sid is not None and sid not in subjects:
+                    # another subject's chunk under one of this subject's doc ids (a doc_id taken
+                    # over): never erased with this subject, and neither are its vectors
+                    manifests[subjects[doc_owner[did]]].foreign_chunks.append(cid)
+                    continue
                 chunk_owner[cid] = sid if sid in subjects else doc_owner[did]
+    foreign = {c for m in manifests.values() for c in m.foreign_chunks}
     chunk_doc: dict[str, str] = {}
     for ids in batched(sorted(chunk_owner), FETCH_BATCH):
         t = _fetch(store, CHUNKS, ["chunk_id", "doc_id", "text", "content_sha256"], "chunk_id", ids)
@@ -667,6 +675,8 @@ def discover(settings, store: LanceStore, subjects: dict[str, str]) -> tuple[dic
             if pc.any(m).as_py():
                 f = b.filter(m)
                 for cid, did in zip(f.column(0).to_pylist(), f.column(1).to_pylist()):
+                    if cid in foreign:
+                        continue
                     owner[cid] = chunk_owner.get(cid) or doc_owner[did]
         for ids in batched(sorted(owner), FETCH_BATCH):
             t = _fetch(store, table, ["chunk_id", "vector"], "chunk_id", ids)
@@ -950,7 +960,9 @@ def _cascade_plan(settings, store: LanceStore, manifests: Iterable[Manifest]):
     lines: dict[str, set[str]] = defaultdict(set)
     files: set[str] = set()
     landing_paths: set[str] = set()
+    keep: set[str] = set()
     for man in manifests:
+        keep.update(man.foreign_chunks)
         doc_ids.update(man.doc_ids)
         for table, cols in man.lance_ids.items():
             for col, ids in cols.items():
@@ -978,6 +990,7 @@ def _cascade_plan(settings, store: LanceStore, manifests: Iterable[Manifest]):
         source_files={k: sorted(v) for k, v in tfiles.items()},
         lines={f: sorted(v) for f, v in lines.items()}, files=sorted(files), landing_dir=settings.landing_dir,
         vectors_by_doc=False,  # discovery found every vector (by chunk id and doc id) in every version
+        keep_chunk_ids=sorted(keep),
     )
     plan.ledger_paths = sorted(set(plan.ledger_paths) | landing_paths)
     return plan
@@ -1403,6 +1416,8 @@ def api_check(store: LanceStore, targets: Iterable[str], manifests: Iterable[Man
 
     targets = list(targets)
     ids: dict[str, set[str]] = defaultdict(set)
+    manifests = list(manifests)
+    foreign = sorted({c for man in manifests for c in man.foreign_chunks})  # other subjects' chunks, kept on purpose
     for man in manifests:
         for table, cols in man.lance_ids.items():
             for col, vals in cols.items():
@@ -1426,6 +1441,8 @@ def api_check(store: LanceStore, targets: Iterable[str], manifests: Iterable[Man
                         continue
                     mc = _is_in(b.column(c), vals)
                     mask = mc if mask is None else pc.or_(mask, mc)
+                if mask is not None and foreign and "chunk_id" in cols:
+                    mask = pc.and_(mask, pc.invert(_is_in(b.column("chunk_id"), foreign)))
                 if mask is not None:
                     n += pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
             if n:
