@@ -49,6 +49,12 @@ def _write_inputs(s) -> None:
         meta = {"doc_id": f"doc-why-{i}", "subject_id": "subj-why", "uploaded_at": "2026-11-30T09:00:00Z",
                 "category": "user_content", "source": "aisg-web"}
         (up / (name + ".meta.json")).write_text(json.dumps(meta), encoding="utf-8")
+    # A careless upload: the sidecar's category holds an e-mail address; the reason file
+    # names the bad category, scrubbed.
+    (up / "careless.txt").write_text("본문", encoding="utf-8")
+    (up / "careless.txt.meta.json").write_text(json.dumps(
+        {"doc_id": "doc-careless", "subject_id": "subj-why", "uploaded_at": "2026-11-30T09:00:00Z",
+         "category": "kim@naver.com", "source": "aisg-web"}), encoding="utf-8")
     logs = s.logs_dir / f"aisg-{day}.jsonl"
     logs.parent.mkdir(parents=True)
     lines = [json.dumps({"timestamp": f"{day}T10:00:0{i}Z", "level": "INFO", "service": "rag-api", "message": text,
@@ -74,7 +80,7 @@ def test_no_raw_pii_anywhere_outside_the_inputs(tmp_path):
     s = settings_for(tmp_path)
     _write_inputs(s)
     res = pipeline.ingest_all(s, now=NOW)
-    assert res.documents == 2 and res.quarantined == 0
+    assert res.documents == 2 and res.quarantined == 1
     tel = telemetry.ingest_all(s, now=NOW)
     assert {(r.kind, r.rows, r.malformed) for r in tel} == {("system_logs", len(WHY), 2), ("metrics", len(WHY), 0)}
 
@@ -86,8 +92,8 @@ def test_no_raw_pii_anywhere_outside_the_inputs(tmp_path):
     #    transactions, the SQLite ledger, quarantine reason / rejected-line files, secrets).
     leaks = []
     for p in _files(s.data_dir):
-        if p.relative_to(s.data_dir).parts[0] in INPUTS:
-            continue
+        if p.relative_to(s.data_dir).parts[0] in INPUTS or p.name.startswith("careless.txt") and not p.name.endswith(".reason.txt"):
+            continue  # the inputs, and the quarantined upload itself (moved as it was, for the user to fix)
         data = p.read_bytes()
         leaks += [(str(p.relative_to(s.data_dir)), v) for v in RAW if v.encode() in data]
     assert leaks == []
@@ -115,5 +121,7 @@ def test_no_raw_pii_anywhere_outside_the_inputs(tmp_path):
     assert {r["user_id"] for r in logs} == {"subj-why"}  # the subject field is kept: erasure matches on it
     labels = [json.loads(r["labels"]) for r in store.scan("metrics", ["labels"]).to_pylist()]
     assert {lab["host"] for lab in labels} == {"worker-1"} and {lab["user_id"] for lab in labels} == {"subj-why"}
+    reason = (s.quarantine_dir / "2026-11-30" / "careless.txt.reason.txt").read_text(encoding="utf-8")
+    assert "reason: invalid_fields" in reason and "<EMAIL_ADDRESS>" in reason
     rejected = (s.quarantine_dir / "telemetry" / "system_logs" / "2026-11-30.rejected.jsonl").read_text(encoding="utf-8")
     assert [json.loads(line)["reason"] for line in rejected.splitlines()] == ["not_json", "bad_timestamp"]

@@ -523,6 +523,7 @@ def quarantine(
     subject_id: str | None = None,
     subject_hash: str | None = None,
     drop_content: bool = False,
+    scrubber=None,
 ) -> Quarantined:
     """Move the file (and its sidecar) out of the landing zone, with a readable reason file.
 
@@ -569,7 +570,13 @@ def quarantine(
     shown_path = redact(rel_path, subject_id, subject_hash)
     reason = _reason_path(quarantine_dir, shown_path if drop_content else rel_path)
     reason.parent.mkdir(parents=True, exist_ok=True)
+    # The detail echoes what the upload said (a bad category, a JSON error excerpt): it is
+    # scrubbed like any other text before it is written or shown in run metadata.
     detail = redact(rejected.detail, subject_id, subject_hash)
+    if detail:
+        from .pii import get_scrubber
+
+        detail = (scrubber or get_scrubber(os.environ.get("AISG_PII_OPERATORS") or None)).scrub_text(detail)
     reason.write_text(
         f"reason: {rejected.code}\n"
         f"explanation: {REASONS.get(rejected.code, rejected.code)}\n"

@@ -117,7 +117,8 @@ def ingest_documents(
     def refuse(rel: str, rej: Rejected, up=None, *, drop_content: bool = False) -> None:
         sid = up.subject_id if up is not None else rej.subject_id
         result.quarantined.append(quarantine(landing_dir, quarantine_dir, rel, rej, batch_id, subject_id=sid,
-                                             subject_hash=h(sid) if sid else None, drop_content=drop_content))
+                                             subject_hash=h(sid) if sid else None, drop_content=drop_content,
+                                             scrubber=scrubber))
 
     def defer(rel: str) -> None:
         result.deferred.append(rel)
