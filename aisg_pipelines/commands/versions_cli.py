@@ -33,7 +33,7 @@ def versions_list(as_json: bool) -> None:
     for v in VersionRegistry(ledger).all():
         rows.append({
             "name": v.name, "status": v.status, "model": v.model_name, "dims": v.dims, "max_seq_length": v.max_seq_length,
-            "normalize": v.normalize, "chunk_size": v.chunk_size, "chunk_overlap": v.chunk_overlap,
+            "normalize": v.normalize, "chunk_size": v.chunk_size, "chunk_overlap": v.chunk_overlap, "backend": v.backend, "quantization": v.quantization,
             "fingerprint": v.weights_fingerprint[:12], "vectors": store.count(v.table), "registered_at": v.registered_at,
             "building_at": v.building_at, "validated_at": v.validated_at, "activated_at": v.activated_at, "retired_at": v.retired_at,
         })
@@ -46,7 +46,8 @@ def versions_list(as_json: bool) -> None:
     click.echo(f"{'name':<8} {'status':<10} {'vectors':>8} {'dims':>5} {'seq':>5} {'chunker':<9} {'fingerprint':<13} model")
     for r in rows:
         click.echo(f"{r['name']:<8} {r['status']:<10} {r['vectors']:>8} {r['dims']:>5} {r['max_seq_length']:>5} "
-                   f"{str(r['chunk_size']) + '/' + str(r['chunk_overlap']):<9} {r['fingerprint']:<13} {r['model']}")
+                   f"{str(r['chunk_size']) + '/' + str(r['chunk_overlap']):<9} {r['fingerprint']:<13} {r['model']}"
+                   + (f" [{r['backend']}]" if r["backend"] != "torch" else ""))
 
 
 def _spec_options(f):
@@ -56,6 +57,8 @@ def _spec_options(f):
         click.option("--normalize/--no-normalize", default=None),
         click.option("--chunk-size", type=int, default=None),
         click.option("--chunk-overlap", type=int, default=None),
+        click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None,
+                     help="Runtime: torch (sentence-transformers), onnx (fp32, same vectors), onnx-int8 (quantized, parity-gated)."),
     ]):
         f = opt(f)
     return f
@@ -64,7 +67,7 @@ def _spec_options(f):
 @versions.command("register", help="Register NAME (from embed_versions.yaml, overridden by options); refuses a changed meaning.")
 @click.argument("name")
 @_spec_options
-def versions_register(name, model_path, max_seq_length, normalize, chunk_size, chunk_overlap) -> None:
+def versions_register(name, model_path, max_seq_length, normalize, chunk_size, chunk_overlap, backend) -> None:
     from ..demo import open_instance
     from ..governance.reindex import register_version, resolve_spec
     from ..governance.versions import VersionConflict, VersionRegistry
@@ -72,7 +75,7 @@ def versions_register(name, model_path, max_seq_length, normalize, chunk_size, c
     s = Settings.from_env()
     _, ledger = _open(s)
     registry = VersionRegistry(ledger)
-    overrides = dict(model_path=model_path, max_seq_length=max_seq_length, normalize=normalize, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    overrides = dict(model_path=model_path, max_seq_length=max_seq_length, normalize=normalize, chunk_size=chunk_size, chunk_overlap=chunk_overlap, backend=backend)
     try:
         spec = resolve_spec(name, overrides, registry=registry)
         instance = open_instance(s)
@@ -80,7 +83,8 @@ def versions_register(name, model_path, max_seq_length, normalize, chunk_size, c
     except (VersionConflict, KeyError, ValueError) as exc:
         click.echo(f"refused: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"{'registered' if created else 'already registered'}: {v.name} ({v.model_name}, {v.dims} dims, max_seq_length {v.max_seq_length}) status {v.status}")
+    click.echo(f"{'registered' if created else 'already registered'}: {v.name} ({v.model_name}, {v.dims} dims, max_seq_length {v.max_seq_length}"
+               + (f", backend {v.backend}" if v.backend != "torch" else "") + f") status {v.status}")
 
 
 def _add_version_key(instance, name: str) -> None:
@@ -93,13 +97,13 @@ def _add_version_key(instance, name: str) -> None:
 @click.option("--version", "version", required=True, help="Target embed_version name (declared in embed_versions.yaml or given by options).")
 @click.option("--no-activate", is_flag=True, help="Stop after validation (status validated).")
 @_spec_options
-def reindex(version, no_activate, model_path, max_seq_length, normalize, chunk_size, chunk_overlap) -> None:
+def reindex(version, no_activate, model_path, max_seq_length, normalize, chunk_size, chunk_overlap, backend) -> None:
     from ..definitions import defs
     from ..demo import open_instance
     from ..local_runner import run_job
 
     cfg = {"version": version, "activate": not no_activate}
-    for k, v in dict(model_path=model_path, max_seq_length=max_seq_length, normalize=normalize, chunk_size=chunk_size, chunk_overlap=chunk_overlap).items():
+    for k, v in dict(model_path=model_path, max_seq_length=max_seq_length, normalize=normalize, chunk_size=chunk_size, chunk_overlap=chunk_overlap, backend=backend).items():
         if v is not None:
             cfg[k] = v
     s = Settings.from_env()
@@ -113,7 +117,9 @@ def reindex(version, no_activate, model_path, max_seq_length, normalize, chunk_s
     out = result.output_for_node("reindex_all_op")
     click.echo(
         f"{out['version']}: {out['embedded']} chunks embedded, {out['skipped']} already present, {out['batches']} batches, "
-        f"{out['embedded_per_second']} chunks/s; validation passed (self top-1 {out['validation']['self_top1']:.1%}); status {out['status']}"
+        f"{out['embedded_per_second']} chunks/s; validation passed (self top-1 {out['validation']['self_top1']:.1%}"
+        + (f", parity recall@10 {out['validation']['parity']['recall_at_10']:.3f} vs {out['validation']['parity']['reference']}" if out["validation"].get("parity") else "")
+        + f"); status {out['status']}"
         + (f" (previous active: {out['previous_active']})" if out["activated"] else "")
     )
 

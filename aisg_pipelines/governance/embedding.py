@@ -2,6 +2,10 @@
 
 torch and sentence-transformers cost seconds to import, so they are imported here inside
 functions only; the Dagster code location never imports them at load time.
+
+A ModelSpec's `backend` picks the runtime: `torch` (sentence-transformers), or `onnx` /
+`onnx-int8` (onnxruntime on a local export of the same weights, `onnx_backend.py`). Every
+backend goes through the same token-length-sorted mini-batches.
 """
 
 from __future__ import annotations
@@ -23,6 +27,18 @@ class ModelSpec:
     path: str
     max_seq_length: int = 256
     normalize: bool = True
+    backend: str = "torch"  # torch | onnx | onnx-int8
+    quantization: str = ""  # canonical JSON of the onnx-int8 settings (onnx_backend.canonical_quantization)
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.backend != "torch"
+
+
+def _onnx(spec: ModelSpec):
+    from .onnx_backend import get_encoder
+
+    return get_encoder(spec.path, spec.backend, spec.quantization, spec.max_seq_length)
 
 
 @functools.lru_cache(maxsize=8)
@@ -76,6 +92,10 @@ def load_model(spec: ModelSpec):
 
 
 def model_dims(spec: ModelSpec) -> int:
+    if spec.is_onnx:
+        from .versions import model_dims_from_config
+
+        return model_dims_from_config(spec.path)
     m = load_model(spec)
     get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
     return int(get())
@@ -83,6 +103,8 @@ def model_dims(spec: ModelSpec) -> int:
 
 def token_lengths(spec: ModelSpec, texts: list[str]) -> np.ndarray:
     """Tokens per text after truncation to max_seq_length (special tokens included)."""
+    if spec.is_onnx:
+        return _onnx(spec).tokenizer.lengths(texts)
     model = load_model(spec)
     enc = model.tokenizer(
         list(texts), truncation=True, max_length=model.max_seq_length, return_attention_mask=False, return_token_type_ids=False
@@ -105,6 +127,8 @@ def encode(spec: ModelSpec, texts: list[str], batch_size: int = 32, *, on_step=N
     """
     if not texts:
         return np.zeros((0, model_dims(spec)), dtype=np.float32)
+    if spec.is_onnx:
+        return _encode_onnx(spec, texts, batch_size, on_step)
     model = load_model(spec)
     kw = dict(normalize_embeddings=spec.normalize, convert_to_numpy=True, show_progress_bar=False)
     if len(texts) <= batch_size:
@@ -117,6 +141,26 @@ def encode(spec: ModelSpec, texts: list[str], batch_size: int = 32, *, on_step=N
     for start in range(0, len(texts), batch_size):
         idx = order[start:start + batch_size]
         vecs = model.encode([texts[i] for i in idx], batch_size=len(idx), **kw)
+        if out is None:
+            out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+        out[idx] = vecs
+        if on_step is not None:
+            on_step()
+    return out
+
+
+def _encode_onnx(spec: ModelSpec, texts: list[str], batch_size: int, on_step) -> np.ndarray:
+    """The same token-length-sorted mini-batches on onnxruntime (tokenized once, padded per batch)."""
+    enc = _onnx(spec)
+    encs = enc.tokenizer.encode(texts)
+    order = np.argsort(-np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs)), kind="stable")
+    out: np.ndarray | None = None
+    for start in range(0, len(texts), batch_size):
+        idx = order[start:start + batch_size]
+        vecs = enc.encode_encodings([encs[i] for i in idx])
+        if spec.normalize:
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            vecs = vecs / np.maximum(norms, 1e-12)
         if out is None:
             out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
         out[idx] = vecs

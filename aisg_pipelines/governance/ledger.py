@@ -122,6 +122,8 @@ embed_versions = sa.Table(
     sa.Column("validated_at", sa.String(32)),
     sa.Column("activated_at", sa.String(32)),
     sa.Column("retired_at", sa.String(32)),
+    sa.Column("backend", sa.String(16)),  # torch | onnx | onnx-int8 (NULL: registered before backends, i.e. torch)
+    sa.Column("quantization", sa.Text),  # onnx-int8 settings (canonical JSON)
 )
 # Exactly one active version: a partial unique index, enforced by the database itself.
 sa.Index(
@@ -236,6 +238,28 @@ def normalise_url(url: str) -> str:
     return url
 
 
+# Columns added to a table after ledgers were created with it: nullable, added in place.
+_ADDED_COLUMNS = {"embed_versions": ("backend", "quantization")}
+
+
+def _add_missing_columns(engine) -> None:
+    insp = sa.inspect(engine)
+    for table_name, cols in _ADDED_COLUMNS.items():
+        have = {c["name"] for c in insp.get_columns(table_name)}
+        table = metadata.tables[table_name]
+        for name in cols:
+            if name in have:
+                continue
+            col = table.c[name]
+            ddl = f"ALTER TABLE {table_name} ADD COLUMN {name} {col.type.compile(dialect=engine.dialect)}"
+            try:
+                with engine.begin() as conn:
+                    conn.execute(sa.text(ddl))
+            except sa.exc.DBAPIError:  # another process added it first
+                if name not in {c["name"] for c in sa.inspect(engine).get_columns(table_name)}:
+                    raise
+
+
 class Ledger:
     def __init__(self, url: str, *, create: bool = True):
         url = normalise_url(url)
@@ -250,6 +274,7 @@ class Ledger:
         self.engine = sa.create_engine(url, **kwargs)
         if create:
             metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:

@@ -15,6 +15,13 @@ demo, the tests and the benchmark all call these functions.
   (unique chunk_id, dims, no NaN, L2 norm ~ 1) and (c) a retrieval sample (each sampled chunk,
   re-encoded by the version's model, finds itself as exact top-1 >= 99%). It streams the
   vectors in record batches, so memory stays bounded whatever the table size.
+- The retrieval-parity gate (`parity_gate`) runs for every onnx / onnx-int8 version: its
+  vectors are meant to equal (onnx) or approximate (onnx-int8) those of the same model in
+  fp32. Held-out queries are sentences cut from sampled chunks; each is searched in the
+  version's table and in the fp32 reference (the active version when it is that model, else
+  an in-memory fp32 encoding of a chunk pool), and the top-10 lists must overlap >= 95%
+  (recall@10); an fp32 onnx version's stored vectors must also have cosine >= 0.9999 to the
+  reference's. The figures go into the report, the ledger and the run metadata.
 - Activation is `VersionRegistry.activate`: one ledger transaction.
 """
 
@@ -43,8 +50,12 @@ log = logging.getLogger(__name__)
 
 VERSIONS_FILE_ENV = "AISG_EMBED_VERSIONS_FILE"
 BUNDLED = "bundled"  # model_path value meaning the bundled all-MiniLM-L6-v2
-SPEC_FIELDS = ("model_path", "max_seq_length", "normalize", "chunk_size", "chunk_overlap")
+SPEC_FIELDS = ("model_path", "max_seq_length", "normalize", "chunk_size", "chunk_overlap", "backend", "quantization")
 MIN_SELF_TOP1 = 0.99
+MIN_RECALL_AT_10 = 0.95  # retrieval-parity gate: top-10 overlap with the fp32 reference
+RECALL_EPSILON = 1e-3  # ann-benchmarks' default: a neighbour within (1 + eps) x the k-th true distance counts
+MIN_PARITY_COSINE = 0.9999  # an fp32 onnx version's vectors against the torch reference's
+PARITY_QUERIES = 200
 
 
 class ValidationFailed(RuntimeError):
@@ -98,7 +109,10 @@ def load_version_specs(path: Path | None = None) -> dict[str, EmbedVersionSpec]:
             raise ValueError(f"{path}: version {name!r} has unknown keys {sorted(unknown)}; allowed: {list(SPEC_FIELDS)}")
         params.pop("description", None)
         params["model_path"] = _resolve_model_path(params.get("model_path"), path.parent)
-        out[str(name)] = EmbedVersionSpec(name=str(name), **params)
+        try:
+            out[str(name)] = EmbedVersionSpec(name=str(name), **params)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: version {name!r}: {exc}") from exc
     return out
 
 
@@ -112,6 +126,8 @@ def resolve_spec(name: str, overrides: dict[str, Any] | None = None, *, path: Pa
     overrides = {k: v for k, v in (overrides or {}).items() if v not in (None, "") and k in SPEC_FIELDS}
     if "model_path" in overrides:
         overrides["model_path"] = _resolve_model_path(overrides["model_path"], None)
+    if "backend" in overrides and "quantization" not in overrides:
+        overrides["quantization"] = ""  # the base's settings belong to the base's backend
     declared = load_version_specs(path).get(name)
     base = declared
     if base is None and registry is not None:
@@ -147,13 +163,58 @@ class ValidationReport:
     reasons: list[str] = field(default_factory=list)
     expectations: list[ExpectationOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    parity: "ParityReport | None" = None
 
     @property
     def passed(self) -> bool:
         return not self.reasons
 
     def summary_markdown(self) -> str:
-        return QualityResult(self.expectations).summary_markdown()
+        md = QualityResult(self.expectations).summary_markdown()
+        if self.parity is not None:
+            md += "\n\n" + self.parity.summary_markdown()
+        return md
+
+
+@dataclass
+class ParityReport:
+    """The retrieval-parity gate of one version against its fp32 reference."""
+
+    version: str
+    reference: str  # a version name, or "fp32 <backend> (in memory, N-chunk pool)"
+    queries: int = 0
+    pool: int = 0  # chunks searched (the whole table, or the in-memory pool)
+    recall_at_10: float = 1.0  # tie-aware (ann-benchmarks' epsilon rule), the gated figure
+    recall_at_10_strict: float = 1.0  # plain overlap of the two top-10 id lists
+    top1_agreement: float = 1.0  # queries whose top-1 chunk is the reference's top-1
+    hit_at_10: float = 1.0  # the query's own chunk in the version's top 10
+    reference_hit_at_10: float = 1.0
+    self_top1: float = 1.0  # the query's own chunk as the version's top-1
+    reference_self_top1: float = 1.0
+    cosine_mean: float | None = None  # stored vectors vs the reference's, same chunks
+    cosine_min: float | None = None
+    min_recall_at_10: float = MIN_RECALL_AT_10
+    min_cosine: float | None = None
+    reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    def figures(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k not in ("reasons", "version")}
+        return {k: round(v, 5) if isinstance(v, float) else v for k, v in d.items()}
+
+    def summary_markdown(self) -> str:
+        cos = f", stored-vector cosine mean {self.cosine_mean:.5f} / min {self.cosine_min:.5f}" if self.cosine_min is not None else ""
+        head = (f"**Retrieval parity** against {self.reference}: {self.queries} held-out sentence queries over {self.pool} chunks; "
+                f"recall@10 **{self.recall_at_10:.3f}** (needs >= {self.min_recall_at_10:.2f}; exact-id overlap {self.recall_at_10_strict:.3f}), top-1 agreement {self.top1_agreement:.1%}, "
+                f"own chunk in top 10 {self.hit_at_10:.1%} (reference {self.reference_hit_at_10:.1%}), "
+                f"own chunk top-1 {self.self_top1:.1%} (reference {self.reference_self_top1:.1%}){cos}.")
+        if self.reasons:
+            head += " **FAILED**: " + "; ".join(self.reasons)
+        return head
 
 
 def _chunk_index(store: LanceStore) -> pa.Table:
@@ -301,6 +362,183 @@ def validate_version(
     return rep
 
 
+# -- the retrieval-parity gate -------------------------------------------------------------
+_SENTENCE_END = None
+
+
+def query_sentence(text: str, rng: random.Random, min_chars: int = 20) -> str:
+    """A held-out query cut from a chunk: one of its sentences (>= min_chars), else its middle half."""
+    import re
+
+    global _SENTENCE_END
+    if _SENTENCE_END is None:
+        _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
+    parts = [p.strip() for p in _SENTENCE_END.split(text) if len(p.strip()) >= min_chars]
+    parts = [p for p in parts if p != text.strip()] or parts
+    if parts:
+        return parts[rng.randrange(len(parts))]
+    n = len(text)
+    return text[n // 4: max(n // 4 + 1, 3 * n // 4)]
+
+
+def same_model(a, b) -> bool:
+    """Same weights and configuration: the vectors differ only by how the model is run."""
+    return (a.weights_fingerprint, a.dims, a.normalize, a.max_seq_length) == (b.weights_fingerprint, b.dims, b.normalize, b.max_seq_length)
+
+
+def parity_reference(registry: VersionRegistry, version: EmbedVersion) -> EmbedVersion | None:
+    """The fp32 version of the same model to compare an onnx version with: the active one if it is
+    that model, else the newest validated/active/retired one; None when there is none (the gate
+    then encodes an fp32 reference in memory)."""
+    candidates = [v for v in registry.all() if v.name != version.name and not v.quantized and same_model(v, version)
+                  and v.status in ("active", "validated", "retired")]
+    for v in candidates:
+        if v.status == "active":
+            return v
+    return max(candidates, key=lambda v: v.validated_at or "", default=None)
+
+
+def needs_parity(version: EmbedVersion) -> bool:
+    return version.backend != "torch"
+
+
+def _topk(store: LanceStore, table: str, queries: np.ndarray, k: int, normalize: bool, *, keep: set[str] | None = None, scan_rows: int = 16384) -> tuple[np.ndarray, int]:
+    """Chunk ids of each query's k nearest rows in `table` (streamed), and the rows searched."""
+    nq = len(queries)
+    best_s = np.full((nq, 0), -np.inf, np.float32)
+    best_i = np.empty((nq, 0), dtype=object)
+    dims = store.open(table).schema.field("vector").type.list_size
+    qn = (queries * queries).sum(axis=1) if not normalize else None
+    seen = 0
+    for rb in store.scan_batches(table, ["chunk_id", "vector"], batch_size=scan_rows):
+        if len(rb) == 0:
+            continue
+        ids = np.asarray(rb.column(0).to_pylist(), dtype=object)
+        vecs = _vectors(rb, dims)
+        if keep is not None:
+            m = np.fromiter((i in keep for i in ids), dtype=bool, count=len(ids))
+            ids, vecs = ids[m], vecs[m]
+            if not len(ids):
+                continue
+        seen += len(ids)
+        sims = queries @ vecs.T if normalize else -(qn[:, None] - 2 * (queries @ vecs.T) + (vecs * vecs).sum(axis=1)[None, :])
+        sims = np.nan_to_num(sims, nan=-np.inf)
+        all_s = np.concatenate([best_s, sims.astype(np.float32)], axis=1)
+        all_i = np.concatenate([best_i, np.broadcast_to(ids, (nq, len(ids)))], axis=1)
+        kk = min(k, all_s.shape[1])
+        part = np.argpartition(-all_s, kk - 1, axis=1)[:, :kk]
+        best_s = np.take_along_axis(all_s, part, axis=1)
+        best_i = np.take_along_axis(all_i, part, axis=1)
+    order = np.argsort(-best_s, axis=1, kind="stable")
+    return np.take_along_axis(best_i, order, axis=1), seen
+
+
+def _stored_vectors(store: LanceStore, table: str, ids: list[str]) -> dict[str, np.ndarray]:
+    from .ids import in_filter
+
+    out: dict[str, np.ndarray] = {}
+    for i in range(0, len(ids), 500):
+        for r in store.scan(table, ["chunk_id", "vector"], filter=in_filter("chunk_id", ids[i:i + 500])).to_pylist():
+            out[r["chunk_id"]] = np.asarray(r["vector"], dtype=np.float32)
+    return out
+
+
+def parity_gate(
+    store: LanceStore,
+    version: EmbedVersion,
+    reference: EmbedVersion | None,
+    *,
+    queries: int = PARITY_QUERIES,
+    seed: int = 0,
+    k: int = 10,
+    min_recall: float = MIN_RECALL_AT_10,
+    pool_size: int = 1000,
+) -> ParityReport:
+    """Retrieval parity of `version` against its fp32 reference (see the module docstring)."""
+    from dataclasses import replace as _replace
+
+    from .embedding import encode
+    from .ids import in_filter
+
+    t0 = time.perf_counter()
+    chunks = store.scan(CHUNKS, ["chunk_id"])
+    all_ids = chunks["chunk_id"].to_pylist()
+    rng = random.Random(seed)
+    q_ids = sorted(rng.sample(all_ids, min(queries, len(all_ids))))
+    ref_model = reference.model if reference is not None else _replace(version.model, backend="torch" if not version.quantized else "onnx", quantization="")
+    rep = ParityReport(version.name, reference.name if reference is not None else "", queries=len(q_ids))
+    rep.min_cosine = MIN_PARITY_COSINE if not version.quantized else None
+    if not q_ids or not store.has_table(version.table):
+        rep.seconds = time.perf_counter() - t0
+        return rep
+    texts = {r["chunk_id"]: r["text"] for r in store.scan(CHUNKS, ["chunk_id", "text"], filter=in_filter("chunk_id", q_ids)).to_pylist()}
+    q_texts = [query_sentence(texts[i], random.Random(f"{seed}:{i}")) for i in q_ids]
+    qv = encode(version.model, q_texts)
+    qr = encode(ref_model, q_texts)
+
+    if reference is not None and store.has_table(reference.table):
+        keep = None
+        cand_top, rep.pool = _topk(store, version.table, qv, k, version.normalize)
+        ref_top, _ = _topk(store, reference.table, qr, k, reference.normalize)
+        ref_vecs = _stored_vectors(store, reference.table, q_ids)
+    else:
+        # No fp32 table of this model: an in-memory reference over a pool of chunks (the queries' own + a sample).
+        rest = [i for i in all_ids if i not in set(q_ids)]
+        pool = sorted(set(q_ids) | set(rng.sample(rest, min(len(rest), max(0, pool_size - len(q_ids))))))
+        keep = set(pool)
+        pool_texts = {r["chunk_id"]: r["text"] for j in range(0, len(pool), 500)
+                      for r in store.scan(CHUNKS, ["chunk_id", "text"], filter=in_filter("chunk_id", pool[j:j + 500])).to_pylist()}
+        pv = encode(ref_model, [pool_texts[i] for i in pool])
+        rep.reference = f"fp32 {ref_model.backend} of the same model (in memory, {len(pool)}-chunk pool)"
+        cand_top, rep.pool = _topk(store, version.table, qv, k, version.normalize, keep=keep)
+        sims = qr @ pv.T if ref_model.normalize else -((qr[:, None, :] - pv[None, :, :]) ** 2).sum(axis=2)
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        ref_top = np.asarray(pool, dtype=object)[order]
+        ref_vecs = {i: v for i, v in zip(pool, pv) if i in set(q_ids)}
+    kk = max(1, min(k, rep.pool))
+    # recall@10 as ann-benchmarks counts it: a returned chunk is a true neighbour when its
+    # reference distance is within (1 + epsilon) of the reference's 10th distance, so exact
+    # duplicates and ties (templated texts have many) are not counted as misses.
+    need = sorted({i for row in cand_top for i in row} | {i for row in ref_top for i in row})
+    if reference is not None and store.has_table(reference.table):
+        rv = _stored_vectors(store, reference.table, need)
+    else:
+        rv = {i: v for i, v in zip(pool, pv)}
+
+    def dist(q: np.ndarray, cid) -> float:
+        v = rv.get(cid)
+        if v is None:
+            return np.inf
+        return float(1.0 - q @ v) if ref_model.normalize else float(np.linalg.norm(q - v))
+
+    recalls, strict = [], []
+    for q, a, b in zip(qr, cand_top, ref_top):
+        kth = max(dist(q, c) for c in b[:kk])
+        recalls.append(sum(dist(q, c) <= kth * (1 + RECALL_EPSILON) + 1e-6 for c in a[:kk]) / kk)
+        strict.append(len(set(a[:kk]) & set(b[:kk])) / kk)
+    rep.recall_at_10 = float(np.mean(recalls))
+    rep.recall_at_10_strict = float(np.mean(strict))
+    rep.top1_agreement = float(np.mean([a[0] == b[0] for a, b in zip(cand_top, ref_top)]))
+    rep.hit_at_10 = float(np.mean([q in set(a) for q, a in zip(q_ids, cand_top)]))
+    rep.reference_hit_at_10 = float(np.mean([q in set(b) for q, b in zip(q_ids, ref_top)]))
+    rep.self_top1 = float(np.mean([a[0] == q for q, a in zip(q_ids, cand_top)]))
+    rep.reference_self_top1 = float(np.mean([b[0] == q for q, b in zip(q_ids, ref_top)]))
+    mine = _stored_vectors(store, version.table, q_ids)
+    cos = []
+    for i in q_ids:
+        a, b = mine.get(i), ref_vecs.get(i)
+        if a is not None and b is not None:
+            cos.append(float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)))
+    if cos:
+        rep.cosine_mean, rep.cosine_min = float(np.mean(cos)), float(np.min(cos))
+    if rep.recall_at_10 < min_recall:
+        rep.reasons.append(f"retrieval parity FAILED (recall@10 {rep.recall_at_10:.3f} < {min_recall:.2f} against {rep.reference}, {rep.queries} queries)")
+    if rep.min_cosine is not None and rep.cosine_min is not None and rep.cosine_min < rep.min_cosine:
+        rep.reasons.append(f"vector parity FAILED (min cosine {rep.cosine_min:.5f} < {rep.min_cosine} to {rep.reference}; an fp32 backend must reproduce its vectors)")
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
 # -- reindex -------------------------------------------------------------------------------
 @dataclass
 class BatchProgress:
@@ -378,6 +616,8 @@ class ReindexResult:
             head += (f"\n\n**Validation gate**: nothing changed since it last passed on this exact state "
                      f"(same Lance versions of `chunks` and the version's table), so that result stands: "
                      f"{self.validation.vectors} vectors, self top-1 {self.validation.self_top1:.1%}.")
+            if self.validation.parity is not None:
+                head += "\n\n" + self.validation.parity.summary_markdown()
         elif self.validation is not None:
             head += "\n\n**Validation gate**\n\n" + self.validation.summary_markdown()
             if self.validation.reasons:
@@ -403,6 +643,7 @@ def reindex(
     write_rows: int = 1024,
     window: int = 2048,
     sample_size: int = 100,
+    parity_queries: int = PARITY_QUERIES,
     on_registered: Callable[[str], None] | None = None,
     on_batch: Callable[[BatchProgress, Any], None] | None = None,
     embed_progress: Callable[[int, int, float], None] | None = None,
@@ -471,7 +712,8 @@ def reindex(
     out.embed_seconds = time.perf_counter() - t_embed
 
     version = registry.require(version.name)
-    state = gate_state(store, version, sample_size)
+    reference = parity_reference(registry, version) if needs_parity(version) else None
+    state = gate_state(store, version, sample_size, reference=reference, parity_queries=parity_queries if needs_parity(version) else 0)
     prior = None
     if version.status in ("validated", "active") and out.embedded == 0 and out.stale_removed == 0:
         prior = _last_gate(ledger, version.name, state)
@@ -481,15 +723,26 @@ def reindex(
         # full scan of the vectors plus the retrieval sample for an identical answer.
         rep = ValidationReport(version.name, batches=prior.get("batches", 0), chunks=prior.get("chunks", 0), vectors=prior.get("vectors", 0),
                                sample_size=prior.get("sample_size", 0), self_top1=prior.get("self_top1", 1.0))
+        if prior.get("parity"):
+            rep.parity = ParityReport(version.name, **{k: v for k, v in prior["parity"].items() if k in ParityReport.__dataclass_fields__})
         out.gate_reused = True
     else:
         rep = validate_version(store, version, sample_size=sample_size)
+        if needs_parity(version):
+            rep.parity = parity_gate(store, version, reference, queries=parity_queries)
+            rep.reasons += rep.parity.reasons
+            rep.seconds += rep.parity.seconds
+            ledger.append_event("embed_version.parity", {"name": version.name, "backend": version.backend, "passed": rep.parity.passed,
+                                                         "reasons": rep.parity.reasons, **rep.parity.figures()})
     out.validation = rep
     out.validate_seconds = rep.seconds
     if not rep.passed:
         out.status = version.status
         out.seconds = time.perf_counter() - t0
-        ledger.append_event("embed_version.validation_failed", {"name": version.name, "reasons": rep.reasons[:10], "chunks": rep.chunks, "vectors": rep.vectors})
+        failed = {"name": version.name, "reasons": rep.reasons[:10], "chunks": rep.chunks, "vectors": rep.vectors}
+        if rep.parity is not None:
+            failed["parity"] = rep.parity.figures()
+        ledger.append_event("embed_version.validation_failed", failed)
         raise ValidationFailed(version.name, rep)
     if not is_active:
         version = registry.transition(version.name, "validated")
@@ -504,20 +757,27 @@ def reindex(
             "name": version.name, "previous": out.previous_active, "activated": out.activated, "batches": out.batches, "chunks": out.chunks,
             "embedded": out.embedded, "skipped": out.skipped, "stale_removed": out.stale_removed, "seconds": round(out.seconds, 3),
             "chunks_per_second": round(out.embedded_per_second, 2), "self_top1": rep.self_top1, "sample_size": rep.sample_size,
-            "vectors": rep.vectors, "gate_reused": out.gate_reused, "gate_state": state,
+            "vectors": rep.vectors, "gate_reused": out.gate_reused, "gate_state": state, "backend": version.backend,
+            **({"parity": rep.parity.figures()} if rep.parity is not None else {}),
         },
     )
     return out
 
 
-def gate_state(store: LanceStore, version, sample_size: int) -> dict:
+def gate_state(store: LanceStore, version, sample_size: int, *, reference=None, parity_queries: int = 0) -> dict:
     """What the gate's answer depends on: both tables' Lance versions (any write, delete or
-    purge makes a new one), the weights, and the gate's own parameters."""
+    purge makes a new one), the weights, and the gate's own parameters (with the parity gate:
+    its reference version and that table's Lance version)."""
     def lance_version(name: str) -> int | None:
         return store.dataset(name).version if store.has_table(name) else None
 
-    return {"chunks_version": lance_version(CHUNKS), "table_version": lance_version(version.table),
-            "weights_fingerprint": version.weights_fingerprint, "sample_size": sample_size, "min_self_top1": MIN_SELF_TOP1}
+    state = {"chunks_version": lance_version(CHUNKS), "table_version": lance_version(version.table),
+             "weights_fingerprint": version.weights_fingerprint, "sample_size": sample_size, "min_self_top1": MIN_SELF_TOP1}
+    if parity_queries:
+        state.update(params_hash=version.params_hash, parity_queries=parity_queries, min_recall_at_10=MIN_RECALL_AT_10,
+                     reference=reference.name if reference is not None else None,
+                     reference_table_version=lance_version(reference.table) if reference is not None else None)
+    return state
 
 
 def _last_gate(ledger: Ledger, name: str, state: dict) -> dict | None:

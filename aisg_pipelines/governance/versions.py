@@ -39,14 +39,20 @@ class EmbedVersionSpec:
     normalize: bool = True
     chunk_size: int = 500
     chunk_overlap: int = 100
+    backend: str = "torch"  # torch | onnx | onnx-int8 (onnx_backend.BACKENDS)
+    quantization: str = ""  # onnx-int8 only: canonical JSON of the quantization settings
 
     def __post_init__(self):
+        from .onnx_backend import canonical_quantization
+
         require(VERSION_NAME_RE, self.name, "embed_version name")
         ChunkerParams(self.chunk_size, self.chunk_overlap)  # validates
+        # canonical form (defaults filled, keys sorted): the same settings always spell the same version
+        object.__setattr__(self, "quantization", canonical_quantization(self.backend, self.quantization))
 
     @property
     def model(self) -> ModelSpec:
-        return ModelSpec(self.model_path, self.max_seq_length, self.normalize)
+        return ModelSpec(self.model_path, self.max_seq_length, self.normalize, self.backend, self.quantization)
 
     @property
     def chunker(self) -> ChunkerParams:
@@ -71,10 +77,19 @@ class EmbedVersion:
     validated_at: str | None = None
     activated_at: str | None = None
     retired_at: str | None = None
+    backend: str = "torch"
+    quantization: str = ""
 
     @property
     def spec(self) -> EmbedVersionSpec:
-        return EmbedVersionSpec(self.name, self.model_path, self.max_seq_length, self.normalize, self.chunk_size, self.chunk_overlap)
+        return EmbedVersionSpec(self.name, self.model_path, self.max_seq_length, self.normalize, self.chunk_size, self.chunk_overlap,
+                                self.backend, self.quantization)
+
+    @property
+    def quantized(self) -> bool:
+        from .onnx_backend import QUANTIZED
+
+        return self.backend in QUANTIZED
 
     @property
     def model(self) -> ModelSpec:
@@ -97,8 +112,13 @@ def model_dims_from_config(path: str) -> int:
 
 
 def _meaning(spec: EmbedVersionSpec, fingerprint: str, dims: int) -> dict:
-    """What a version *means*: if any of this changes, it is a different version."""
-    return {
+    """What a version *means*: if any of this changes, it is a different version.
+
+    An onnx backend adds what its export is (backend, opset, export format, quantization
+    settings: the export cache's key); a torch version means what it meant before backends
+    existed, so versions registered then keep their params_hash.
+    """
+    meaning = {
         "weights_fingerprint": fingerprint,
         "dims": dims,
         "normalize": spec.normalize,
@@ -106,6 +126,11 @@ def _meaning(spec: EmbedVersionSpec, fingerprint: str, dims: int) -> dict:
         "chunk_size": spec.chunk_size,
         "chunk_overlap": spec.chunk_overlap,
     }
+    if spec.backend != "torch":
+        from .onnx_backend import export_meaning
+
+        meaning.update({k: v for k, v in export_meaning(fingerprint, spec.backend, spec.quantization).items() if k != "weights_fingerprint"})
+    return meaning
 
 
 class VersionRegistry:
@@ -113,7 +138,10 @@ class VersionRegistry:
         self.ledger = ledger
 
     def _row_to_version(self, r) -> EmbedVersion:
-        return EmbedVersion(**{k: getattr(r, k) for k in EmbedVersion.__dataclass_fields__})
+        d = {k: getattr(r, k) for k in EmbedVersion.__dataclass_fields__}
+        d["backend"] = d["backend"] or "torch"  # rows registered before backends existed
+        d["quantization"] = d["quantization"] or ""
+        return EmbedVersion(**d)
 
     def get(self, name: str) -> EmbedVersion | None:
         with self.ledger.engine.connect() as conn:
@@ -150,7 +178,7 @@ class VersionRegistry:
         if existing is not None:
             if existing.params_hash != params_hash:
                 old = _meaning(existing.spec, existing.weights_fingerprint, existing.dims)
-                diff = {k: (old[k], meaning[k]) for k in meaning if old[k] != meaning[k]}
+                diff = {k: (old.get(k), meaning.get(k)) for k in sorted(set(meaning) | set(old)) if old.get(k) != meaning.get(k)}
                 raise VersionConflict(
                     f"embed_version {spec.name!r} is already registered with different parameters "
                     f"{ {k: f'{a} -> {b}' for k, (a, b) in diff.items()} }; register a new name instead"
@@ -163,7 +191,7 @@ class VersionRegistry:
                     name=spec.name, model_path=spec.model_path, model_name=model_name(spec.model_path),
                     weights_fingerprint=fingerprint, dims=dims, normalize=spec.normalize,
                     max_seq_length=spec.max_seq_length, chunk_size=spec.chunk_size, chunk_overlap=spec.chunk_overlap,
-                    params_hash=params_hash, status="registered", registered_at=now,
+                    params_hash=params_hash, status="registered", registered_at=now, backend=spec.backend, quantization=spec.quantization,
                 )
             )
             self.ledger.append_event("embed_version.registered", {"name": spec.name, **meaning}, conn=conn)

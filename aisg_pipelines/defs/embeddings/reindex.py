@@ -24,8 +24,11 @@ class ReindexConfig(dg.Config):
     normalize: Optional[bool] = None
     chunk_size: Optional[int] = None
     chunk_overlap: Optional[int] = None
+    backend: str = ""  # blank: as declared; torch | onnx | onnx-int8
+    quantization: str = ""  # onnx-int8 settings as JSON (blank: as declared, else the defaults)
     activate: bool = True
     retrieval_sample: int = 100
+    parity_queries: int = 200  # held-out sentence queries of the retrieval-parity gate (onnx backends)
 
 
 class RollbackConfig(dg.Config):
@@ -37,6 +40,17 @@ def ensure_partition_keys(instance: dg.DagsterInstance, name: str, keys: list[st
     missing = [k for k in keys if k not in existing]
     if missing:
         instance.add_dynamic_partitions(name, missing)
+
+
+def _parity_metadata(parity) -> dict:
+    if parity is None:
+        return {}
+    md = {"parity_reference": parity.reference, "parity_recall_at_10": round(parity.recall_at_10, 4),
+          "parity_top1_agreement": round(parity.top1_agreement, 4), "parity_queries": parity.queries, "parity_passed": parity.passed}
+    if parity.cosine_min is not None:
+        md["parity_cosine_min"] = round(parity.cosine_min, 6)
+        md["parity_cosine_mean"] = round(parity.cosine_mean, 6)
+    return md
 
 
 def _summary_metadata(result, extra: Optional[dict] = None) -> dict:
@@ -59,6 +73,7 @@ def _summary_metadata(result, extra: Optional[dict] = None) -> dict:
     if result.validation is not None:
         md["self_top1"] = round(result.validation.self_top1, 4)
         md["validation_sample"] = result.validation.sample_size
+        md.update(_parity_metadata(result.validation.parity))
     md.update(extra or {})
     return md
 
@@ -80,7 +95,7 @@ def reindex_all_op(
     led = ledger.get_ledger()
     store = lance.get_store()
     instance = context.instance
-    overrides = {k: getattr(config, k) for k in ("model_path", "max_seq_length", "normalize", "chunk_size", "chunk_overlap")}
+    overrides = {k: getattr(config, k) for k in ("model_path", "max_seq_length", "normalize", "chunk_size", "chunk_overlap", "backend", "quantization")}
     try:
         spec = resolve_spec(config.version, overrides, registry=VersionRegistry(led))
     except (KeyError, ValueError) as exc:
@@ -112,14 +127,14 @@ def reindex_all_op(
     try:
         result = reindex(
             store, led, spec, activate=config.activate, batch_size=embedding_model.batch_size,
-            sample_size=config.retrieval_sample, on_registered=on_registered, on_batch=on_batch,
+            sample_size=config.retrieval_sample, parity_queries=config.parity_queries, on_registered=on_registered, on_batch=on_batch,
         )
     except ValidationFailed as exc:
         rep = exc.report
         raise dg.Failure(
             description=f"activation refused: {exc}",
             metadata={"reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in rep.reasons)), "expectations": dg.MetadataValue.md(rep.summary_markdown()),
-                      "chunks": rep.chunks, "vectors": rep.vectors, "self_top1": rep.self_top1},
+                      "chunks": rep.chunks, "vectors": rep.vectors, "self_top1": rep.self_top1, **_parity_metadata(rep.parity)},
         ) from exc
     except VersionConflict as exc:
         raise dg.Failure(description=str(exc)) from exc
@@ -137,7 +152,8 @@ def reindex_all_op(
         "Blue-green reindex: register or check the embed_version (config `version`, parameters from "
         "embed_versions.yaml or config), embed every ingest batch under it while search keeps using the "
         "active version, run the GX validation gate (row parity, dims, norm, NaN, duplicates, retrieval "
-        "self-top-1 >= 99%), then activate in one ledger transaction. Resumable after a kill."
+        "self-top-1 >= 99%; onnx backends also the retrieval-parity gate: recall@10 >= 0.95 against fp32), "
+        "then activate in one ledger transaction. Resumable after a kill."
     ),
     tags=REINDEX_TAGS,
 )
