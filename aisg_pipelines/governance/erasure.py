@@ -33,7 +33,6 @@ import logging
 import mmap
 import os
 import re
-import shutil
 import time
 import uuid
 from collections import defaultdict
@@ -63,7 +62,6 @@ OPEN_STATUSES = ("received", "in_progress", "verified")
 ALLOWED_FIELDS = {"request_id", "subject_id", "requested_by", "reason", "requested_at", "source"}
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 HOSTILE_CHARS = set("'\";\\=()*%`<>|&$\n\r\t ")
-LINE_FILE_SUFFIXES = {".jsonl", ".ndjson", ".log", ".csv", ".tsv", ".json", ".txt", ".md", ".html", ".htm", ".xml"}
 CERT_SUBDIR = "erasure_certificates"
 STEPS = ("started", "discovered", "deleted", "files_removed", "purged", "verified", "certified")
 ID_CHARS = rb"A-Za-z0-9._@:+\-"
@@ -881,11 +879,6 @@ def structured_lines(base: Path, targets: Iterable[str]):
             hit = _line_subjects(fmt, line, cols, delim) & targets
             if hit:
                 yield p, rel, n, line, sorted(hit)[0]
-
-
-def _bounded(target: str) -> re.Pattern[bytes]:
-    """The identifier as a whole token (not as a prefix of a longer id)."""
-    return re.compile(rb"(?<![" + ID_CHARS + rb"])" + re.escape(target.encode("utf-8")) + rb"(?![" + ID_CHARS + rb"])")
 
 
 def _add_upload(man: Manifest, base: Path, rel: str, system: str) -> None:
@@ -1714,13 +1707,6 @@ def process_requests(
     hook("certified")
     res.outcomes += [_outcome(get_request(ledger, rid)) for rid in sorted(reqs)]
     return res
-
-
-def _has_deletions(store: LanceStore, name: str) -> bool:
-    try:
-        return any(f.deletion_file() is not None for f in store.dataset(name).get_fragments())
-    except Exception:
-        return False
 
 
 def _fail(ledger: Ledger, rid: str, failure: str, now: datetime, **extra) -> None:
