@@ -59,6 +59,7 @@ ENV_VARS: dict[str, str] = {
     "AISG_EMBED_BATCH_SIZE": "embedding batch size (default 32)",
     "AISG_LANDING_SETTLE_SECONDS": "a file without sidecar younger than this is left for the next sensor tick (default 10)",
     "AISG_EMBED_VERSIONS_FILE": "YAML file declaring embed_versions (default embed_versions.yaml at the repo root, else ./embed_versions.yaml)",
+    "AISG_MODEL_CACHE_DIR": "ONNX exports of onnx / onnx-int8 embed_versions, built locally on first use and verified by checksum (default $AISG_DATA_DIR/models/onnx)",
     "AISG_SENSOR_INTERVAL_SECONDS": "minimum interval between ticks of the landing and embed sensors, read when the code location loads (default 30)",
     "AISG_RUN_EXECUTOR": "in_process: every step of a run in the run's own process (deploy/ default); unset: Dagster's default, a process per step",
     "AISG_REPORT_TIMEZONE": "timezone of compliance-report periods and their schedules (Monday/1st 06:00), read when the code location loads (default Asia/Seoul)",

@@ -20,9 +20,9 @@ from aisg_pipelines.governance.reindex import ValidationFailed, reindex
 from aisg_pipelines.governance.store import CHUNKS, LanceStore
 from aisg_pipelines.governance.versions import EmbedVersionSpec, VersionConflict, VersionRegistry
 
-# A deliberately broken int8 setting: every MatMul quantized, attention's activation x activation
-# products included, and the embedding Gather too (docs/benchmarks.md: mean cosine ~0.87 to fp32).
-BROKEN_INT8 = {"const_b_only": False, "op_types": []}
+# A deliberately broken int8 setting: per-tensor 7-bit weights (reduce_range) and the FFN
+# down-projections quantized too (docs/benchmarks.md: mean cosine ~0.74 to fp32).
+BROKEN_INT8 = {"per_channel": False, "reduce_range": True, "exclude_nodes": []}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,7 +40,7 @@ def onnx_cache(tmp_path_factory):
         os.environ[ob.CACHE_ENV] = old
 
 
-def _texts(n: int = 40) -> list[str]:
+def _texts(n: int = 24) -> list[str]:
     from aisg_pipelines.governance.chunking import ChunkerParams, chunk_text
     from aisg_pipelines.governance.sample_data import generate_labelled_texts
 
@@ -91,11 +91,14 @@ def test_export_round_trip_cached_reused_rebuilt_when_corrupt(onnx_cache, model_
     partial = ob.ensure_export(model_path, "onnx-int8", q)
     assert partial.built and partial.rebuilt_reason == "no manifest (partial export)"
     # A truncated fp32 file is caught by size without reading it all.
-    with open(fp32.path, "r+b") as fh:
+    import shutil
+
+    copy = onnx_cache / "copy" / fp32.path.parent.name
+    shutil.copytree(fp32.path.parent, copy)
+    with open(copy / "model.onnx", "r+b") as fh:
         fh.truncate(1000)
-    assert "bytes, manifest says" in ob.verify_export(fp32.path.parent, fp32.key)
-    healed = ob.ensure_export(model_path, "onnx")
-    assert healed.built and ob.verify_export(healed.path.parent, fp32.key) is None
+    assert "bytes, manifest says" in ob.verify_export(copy, fp32.key)
+    shutil.rmtree(copy.parent)
     assert sorted(p.name for p in onnx_cache.iterdir() if not p.name.startswith(".")) == sorted({fp32.key[:24], int8.key[:24]})
 
 
@@ -122,14 +125,14 @@ def test_backend_is_part_of_the_fingerprint(settings, model_path):
     reg = VersionRegistry(Ledger(settings.ledger_url))
     v1, _ = reg.register(EmbedVersionSpec("v1", model_path))
     v3, _ = reg.register(EmbedVersionSpec("v3", model_path, backend="onnx"))
-    v4, _ = reg.register(EmbedVersionSpec("v4", model_path, backend="onnx-int8", quantization=json.dumps({"per_channel": False})))
+    v4, _ = reg.register(EmbedVersionSpec("v4", model_path, backend="onnx-int8", quantization=json.dumps({"per_channel": True})))
     assert len({v1.params_hash, v3.params_hash, v4.params_hash}) == 3 and (v3.backend, v4.backend) == ("onnx", "onnx-int8")
     assert v1.weights_fingerprint == v3.weights_fingerprint == v4.weights_fingerprint
     assert json.loads(v4.quantization) == json.loads(ob.canonical_quantization("onnx-int8", {}))  # defaults filled in: the same version
     with pytest.raises(VersionConflict, match=r"backend.*onnx -> onnx-int8"):
         reg.register(EmbedVersionSpec("v3", model_path, backend="onnx-int8"))
     with pytest.raises(VersionConflict, match="quantization"):
-        reg.register(EmbedVersionSpec("v4", model_path, backend="onnx-int8", quantization={"per_channel": True}))
+        reg.register(EmbedVersionSpec("v4", model_path, backend="onnx-int8", quantization={"per_channel": False}))
     with pytest.raises(ValueError, match="backend must be one of"):
         EmbedVersionSpec("v5", model_path, backend="tensorrt")
     with pytest.raises(ValueError, match="unknown quantization keys"):
@@ -151,9 +154,9 @@ def test_parity_gate_passes_onnx_and_rejects_a_degraded_int8_version(populated_s
     assert v3.status == "validated" and p.reference == "v1" and p.passed and p.recall_at_10 == 1.0 and p.cosine_min >= 0.9999
     assert p.queries == min(30, n) and p.pool == n
     assert ledger.events("embed_version.reindex")[-1].details["parity"]["recall_at_10"] == 1.0
-    # without an fp32 table of the model, the reference is encoded in memory (here: torch)
+    # without an fp32 table of the model, the reference is encoded in memory (fp32 onnx)
     alone = parity_gate(store, reg.require("v3"), None, queries=10)
-    assert alone.reference.startswith("fp32 torch") and alone.passed and alone.cosine_min >= 0.9999
+    assert alone.reference.startswith("fp32 onnx") and alone.passed and alone.cosine_min >= 0.9999
 
     # A deliberately broken quantization: refused, stays building, v1 stays active, reasons in the ledger
     with pytest.raises(ValidationFailed) as exc:
@@ -167,12 +170,9 @@ def test_parity_gate_passes_onnx_and_rejects_a_degraded_int8_version(populated_s
     assert failed["name"] == "v9" and failed["parity"]["recall_at_10"] < 0.95
     assert ledger.events("embed_version.parity")[-1].details["passed"] is False
 
-    # v3 goes live (blue-green switch); a later int8 compares against it; rollback returns to v1
-    from aisg_pipelines.governance.reindex import rollback
-
+    # v3 goes live (blue-green switch); a later int8 compares against it
     reg.activate("v3")
     assert reg.active().name == "v3" and parity_reference(reg, reg.require("v9")).name == "v3"
-    assert rollback(store, ledger).version == "v1" and reg.active().name == "v1"
 
 
 def test_code_location_import_stays_light():
