@@ -173,3 +173,49 @@ def test_steps_run_leaf_first_and_hostile_ids_match_nothing(populated_settings):
     assert steps[: len(emb) + 1] == [*emb, "delete:chunks"]
     assert steps[len(emb) + 1:] in (["delete:landing", "delete:documents", "delete:ledger_paths", "partitions", "purge"],
                                      ["delete:landing", "delete:documents", "delete:ledger_paths", "purge"])
+
+
+@pytest.fixture
+def pg_ledger_url():
+    """A fresh database on the real PostgreSQL server (.ci/run sets AISG_TEST_PG_URL)."""
+    import secrets
+
+    from .conftest import PG_URL, pg_admin_connect
+
+    if not PG_URL:
+        pytest.skip("AISG_TEST_PG_URL is unset: no PostgreSQL server (.ci/run starts one and sets it)")
+    name = f"aisg_cascade_{secrets.token_hex(4)}"
+    admin = pg_admin_connect()
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def test_killed_cascade_resumes_with_the_ledger_on_postgresql(populated_settings, pg_ledger_url):
+    s, _ = populated_settings
+    store, led = LanceStore(s.lancedb_uri), Ledger(pg_ledger_url)
+    docs = store.scan(DOCUMENTS, ["doc_id", "batch_id", "file_path"]).to_pylist()
+    victim = docs[0]
+    led.record_batch(victim["batch_id"], [victim["file_path"], "other/file.txt"], {victim["file_path"]: 1, "other/file.txt": 2})
+    before = _rows(store)
+
+    class Killed(Exception):
+        pass
+
+    def hook(step):
+        if step == "delete:chunks":
+            raise Killed(step)
+
+    with pytest.raises(Killed):
+        cascade.delete_documents(store, led, [victim["doc_id"]], cause="test", actor="pytest", landing_dir=s.landing_dir, on_step=hook)
+    assert len(cascade.open_intents(led)) == 1
+    (done,) = cascade.resume_open(store, led, purge=True)
+    assert done.rows[DOCUMENTS] == 1 and done.ledger_paths_removed == 1
+    assert led.batch_files(victim["batch_id"]) == ["other/file.txt"]
+    assert cascade.open_intents(led) == [] and led.verify_chain().ok
+    assert _rows(store)[DOCUMENTS] == [d for d in before[DOCUMENTS] if d[0] != victim["doc_id"]]
