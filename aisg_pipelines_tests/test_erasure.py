@@ -606,6 +606,14 @@ def test_erasure_run_by_the_sensor_leaves_no_empty_ingest_batches_partition(worl
     scope = OrphanScope.from_settings(s)
     assert detect_orphans(scope, keys_before).counts["partition_without_data"] == 0
 
+    before_paths = store.scan(DOCUMENTS, ["file_path", "subject_id"]).to_pylist()
+    import sqlalchemy as sa
+
+    from aisg_pipelines.governance.ledger import ingest_batch_files
+
+    with led.engine.connect() as c:
+        before_mtimes = {r.rel_path: r.mtime_ns for r in c.execute(sa.select(ingest_batch_files))}
+    assert all(r["file_path"] in before_mtimes for r in before_paths)
     s.erasure_inbox.mkdir(parents=True, exist_ok=True)
     (s.erasure_inbox / "r.json").write_text(json.dumps({"request_id": "p-1", "subject_id": TARGET, "requested_by": "dpo"}))
     out = tick_sensor(fresh_defs(), instance, "erasure_inbox_sensor")
@@ -619,6 +627,10 @@ def test_erasure_run_by_the_sensor_leaves_no_empty_ingest_batches_partition(worl
     assert not set(emptied) & set(led.batch_ids())
     paths = [d for d in (json.dumps(led.batch_files(b)) for b in led.batch_ids())]
     assert not any(f"{d['doc_id']}." in "".join(paths) for d in docs if d["subject_id"] == TARGET)
+    erased_paths = [r["file_path"] for r in before_paths if r["subject_id"] == TARGET]
+    assert len(erased_paths) == 2 and led.already_batched([(p, m) for p, m in before_mtimes.items() if p in erased_paths]) == {}
+    ledger_bytes = Path(s.ledger_url.removeprefix("sqlite:///")).read_bytes()
+    assert not [p for p in erased_paths if p.encode() in ledger_bytes]  # freed pages are zeroed (secure_delete)
     (intent,) = [e.details for e in led.events("cascade.intent")]
     (result,) = [e.details for e in led.events("cascade.result")]
     assert intent["request_ids"] == ["p-1"] and result["partitions_deleted"] == len(emptied)
