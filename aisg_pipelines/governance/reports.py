@@ -815,6 +815,42 @@ def _label(v: str) -> str:
     return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def ledger_gauge_lines(lg: dict[str, Any]) -> list[str]:
+    """The audit ledger's witness gauges (issue 18): Prometheus's storage keeps what they were."""
+    return [
+        "# HELP aisg_ledger_head_seq Seq of the newest audit-ledger event (never decreases: a drop is a truncated or restored ledger).",
+        "# TYPE aisg_ledger_head_seq gauge",
+        f"aisg_ledger_head_seq {lg['head_seq']}",
+        "# HELP aisg_ledger_checkpoint_number Number of the newest signed ledger checkpoint (never decreases).",
+        "# TYPE aisg_ledger_checkpoint_number gauge",
+        f"aisg_ledger_checkpoint_number {lg['checkpoint_no']}",
+        "# HELP aisg_ledger_checkpoint_head_seq Ledger seq signed by the newest checkpoint.",
+        "# TYPE aisg_ledger_checkpoint_head_seq gauge",
+        f"aisg_ledger_checkpoint_head_seq {lg['checkpoint_head_seq']}",
+        "# HELP aisg_ledger_checkpoint_timestamp_seconds When the newest signed ledger checkpoint was written (0: none).",
+        "# TYPE aisg_ledger_checkpoint_timestamp_seconds gauge",
+        f"aisg_ledger_checkpoint_timestamp_seconds {lg['checkpoint_timestamp']:.0f}",
+    ]
+
+
+def update_ledger_gauges(settings, *, ledger: Ledger | None = None, exports_dir: Path | None = None, path: Path | None = None) -> Path:
+    """Refresh only the aisg_ledger_* gauges in the textfile (the hourly checkpoint job: cheap,
+    no retention dry run); the other gauges stay as the last full write left them."""
+    from .checkpoints import ledger_gauges
+
+    ledger = ledger or Ledger(settings.ledger_url)
+    target = Path(path) if path else prometheus_textfile_path(Path(exports_dir or settings.exports_dir))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.read_text(encoding="utf-8").splitlines() if target.exists() else []
+    ledger_line = re.compile(r"^(# (HELP|TYPE) )?aisg_ledger_")
+    kept = [line for line in old if line and not ledger_line.match(line)]
+    text = "\n".join(kept + ledger_gauge_lines(ledger_gauges(settings, ledger))) + "\n"
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
 def render_prometheus(g: dict[str, Any], now: datetime) -> str:
     lines = [
         "# HELP aisg_erasure_open_requests Erasure requests received and not yet certified or failed.",
@@ -842,21 +878,7 @@ def render_prometheus(g: dict[str, Any], now: datetime) -> str:
     if g["active_embed_version"]:
         lines.append(f'aisg_embed_version_active_info{{version="{_label(g["active_embed_version"])}"}} 1')
     if g.get("ledger"):
-        lg = g["ledger"]
-        lines += [
-            "# HELP aisg_ledger_head_seq Seq of the newest audit-ledger event (never decreases: a drop is a truncated or restored ledger).",
-            "# TYPE aisg_ledger_head_seq gauge",
-            f"aisg_ledger_head_seq {lg['head_seq']}",
-            "# HELP aisg_ledger_checkpoint_number Number of the newest signed ledger checkpoint (never decreases).",
-            "# TYPE aisg_ledger_checkpoint_number gauge",
-            f"aisg_ledger_checkpoint_number {lg['checkpoint_no']}",
-            "# HELP aisg_ledger_checkpoint_head_seq Ledger seq signed by the newest checkpoint.",
-            "# TYPE aisg_ledger_checkpoint_head_seq gauge",
-            f"aisg_ledger_checkpoint_head_seq {lg['checkpoint_head_seq']}",
-            "# HELP aisg_ledger_checkpoint_timestamp_seconds When the newest signed ledger checkpoint was written (0: none).",
-            "# TYPE aisg_ledger_checkpoint_timestamp_seconds gauge",
-            f"aisg_ledger_checkpoint_timestamp_seconds {lg['checkpoint_timestamp']:.0f}",
-        ]
+        lines += ledger_gauge_lines(g["ledger"])
     lines += [
         "# HELP aisg_governance_report_timestamp_seconds When these gauges were computed.",
         "# TYPE aisg_governance_report_timestamp_seconds gauge",

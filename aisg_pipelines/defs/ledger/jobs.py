@@ -25,13 +25,13 @@ def sign_ledger_checkpoint(
     paths: GovernancePathsResource,
 ) -> dg.Output[dict]:
     from ...governance.checkpoints import write_checkpoint
-    from ...governance.reports import write_prometheus_textfile
+    from ...governance.reports import update_ledger_gauges
 
     s = settings_from_resources(lance, ledger, landing, paths)
     led = ledger.get_ledger()
     c = write_checkpoint(s, led, reason="hourly", skip_unchanged=True)
     try:
-        prom = str(write_prometheus_textfile(s, ledger=led))
+        prom = str(update_ledger_gauges(s, ledger=led))  # only the aisg_ledger_* gauges: cheap enough for hourly
     except Exception as exc:  # noqa: BLE001 - the checkpoint stands; the gauges come back at the next run
         context.log.warning(f"Prometheus textfile not refreshed: {exc}")
         prom = None
