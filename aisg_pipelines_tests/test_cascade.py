@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from aisg_pipelines.governance import cascade
@@ -219,3 +220,17 @@ def test_killed_cascade_resumes_with_the_ledger_on_postgresql(populated_settings
     assert led.batch_files(victim["batch_id"]) == ["other/file.txt"]
     assert cascade.open_intents(led) == [] and led.verify_chain().ok
     assert _rows(store)[DOCUMENTS] == [d for d in before[DOCUMENTS] if d[0] != victim["doc_id"]]
+
+
+def test_a_duplicated_vector_is_planned_deleted_and_counted_as_rows(populated_settings):
+    """The active version can hold a vector twice (a bug this issue fixes on the ingest side):
+    the cascade deletes both rows and its intent and result count rows, not ids."""
+    s, _ = populated_settings
+    store, led = LanceStore(s.lancedb_uri), Ledger(s.ledger_url)
+    t = sorted(store.embedding_tables().values())[0]
+    doc = store.scan(DOCUMENTS, ["doc_id"])["doc_id"].to_pylist()[0]
+    mine = [r for r in store.scan(t, store.dataset(t).schema.names).to_pylist() if r["doc_id"] == doc]
+    store.append(t, store.dataset(t).schema, pa.Table.from_pylist(mine[:1], schema=store.dataset(t).schema))
+    res = cascade.delete_documents(store, led, [doc], cause="test", actor="pytest", purge=False)
+    assert res.planned[t] == res.rows[t] == len(mine) + 1
+    assert store.count(t, f"doc_id = '{doc}'") == 0

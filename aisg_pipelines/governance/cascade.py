@@ -23,7 +23,7 @@ work) completes it and records its result. Every step is idempotent (deleting id
 gone deletes nothing, a removed line is not found again).
 
 Identifiers never reach a LanceDB filter unescaped: every delete goes through
-`LanceStore.delete_ids` (`ids.in_filter`), every single-value filter through `sql_literal`.
+`LanceStore.delete_ids` (`ids.in_filter`); lookups are pyarrow `isin` expressions (no SQL text).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from .ids import DOC_ID_RE, batched, in_filter, require, sha256_hex, sql_literal
+from .ids import DOC_ID_RE, batched, in_filter, require, sha256_hex
 from .ledger import Ledger, canonical_json, ingest_batch_files, ingest_batches, iso, metadata
 from .store import CHUNKS, DOCUMENTS, EMBEDDINGS_PREFIX, METRICS, SYSTEM_LOGS, LanceStore
 
@@ -168,6 +168,18 @@ def _fetch(store: LanceStore, table: str, columns: list[str], column: str, ids: 
     return pa.concat_tables(out) if len(out) > 1 else out[0]
 
 
+def _fetch_either(store: LanceStore, table: str, columns: list[str], by: dict[str, Sequence[str]]) -> pa.Table:
+    """Rows whose column is in the ids given for it, for any of the columns: one scan."""
+    expr = None
+    for col, ids in by.items():
+        if ids:
+            e = pc.field(col).isin(pa.array(list(ids), pa.string()))
+            expr = e if expr is None else (expr | e)
+    if expr is None or not store.has_table(table):
+        return pa.table({c: pa.array([], pa.string()) for c in columns})
+    return store.dataset(table).to_table(columns=columns, filter=expr)
+
+
 def _count_in(store: LanceStore, table: str, column: str, ids: Sequence[str]) -> int:
     if not ids or not store.has_table(table) or column not in store.dataset(table).schema.names:
         return 0
@@ -204,20 +216,23 @@ def plan_cascade(
     plan = CascadePlan(doc_ids=doc_ids, landing_dir=str(landing_dir) if landing_dir is not None else None)
     batch_set = set(batches)
     chunk_set = set(chunk_ids)
+    keep = set(keep_chunk_ids)
+    n_docs = n_chunks = 0
     if doc_ids:
         docs = _fetch(store, DOCUMENTS, ["doc_id", "batch_id", "file_path"], "doc_id", doc_ids)
+        n_docs = docs.num_rows
         batch_set |= {b for b in docs.column("batch_id").to_pylist() if b}
         if landing_dir is not None:
             paths = sorted({p for p in docs.column("file_path").to_pylist() if p})
             plan.landing = paths
             plan.ledger_paths = paths
-        ch = _fetch(store, CHUNKS, ["chunk_id", "batch_id"], "doc_id", doc_ids)
+    if doc_ids or chunk_set:
+        # one scan of chunks: the documents' chunks and the chunks named
+        ch = _fetch_either(store, CHUNKS, ["chunk_id", "batch_id"], {"doc_id": doc_ids, "chunk_id": sorted(chunk_set)})
+        ids = [c for c in ch.column("chunk_id").to_pylist() if c not in keep]
+        n_chunks = len(ids)
         chunk_set |= set(ch.column("chunk_id").to_pylist())
         batch_set |= {b for b in ch.column("batch_id").to_pylist() if b}
-    elif chunk_set:
-        ch = _fetch(store, CHUNKS, ["chunk_id", "batch_id"], "chunk_id", sorted(chunk_set))
-        batch_set |= {b for b in ch.column("batch_id").to_pylist() if b}
-    keep = set(keep_chunk_ids)
     plan.chunk_ids = sorted(chunk_set - keep)
     plan.tables = {t: {c: sorted(set(v)) for c, v in cols.items() if v} for t, cols in (tables or {}).items()}
     plan.tables = {t: cols for t, cols in plan.tables.items() if cols}
@@ -241,15 +256,15 @@ def plan_cascade(
         if table in plan.drop_tables:
             continue
         extra = plan.tables.get(table, {}).get("chunk_id", [])
-        vec = _planned_vectors(store, table, plan, extra) if vectors_by_doc else _present(store, table, sorted(set(plan.chunk_ids) | set(extra)))
-        vec = [c for c in vec if c not in keep] if keep else vec
-        if vec:
-            plan.vectors[table] = vec
-            planned[table] = len(vec)
+        rows = _planned_vectors(store, table, plan, extra) if vectors_by_doc else _present(store, table, sorted(set(plan.chunk_ids) | set(extra)))
+        rows = [c for c in rows if c not in keep] if keep else rows
+        if rows:
+            plan.vectors[table] = sorted(set(rows))
+            planned[table] = len(rows)  # rows, not ids: a duplicated vector is deleted (and counted) twice
     if plan.chunk_ids:
-        planned[CHUNKS] = _count_in(store, CHUNKS, "chunk_id", plan.chunk_ids)
+        planned[CHUNKS] = n_chunks
     if doc_ids:
-        planned[DOCUMENTS] = _count_in(store, DOCUMENTS, "doc_id", doc_ids)
+        planned[DOCUMENTS] = n_docs
     for kind, rids in plan.telemetry.items():
         planned[TELEMETRY_TABLES[kind]] = planned.get(TELEMETRY_TABLES[kind], 0) + _count_in(store, TELEMETRY_TABLES[kind], "row_id", rids)
     for t, cols in plan.tables.items():
@@ -265,16 +280,15 @@ def plan_cascade(
 
 
 def _present(store: LanceStore, table: str, chunk_ids: list[str]) -> list[str]:
-    """The chunk ids of `chunk_ids` that have a row in `table` (lookups through its index)."""
+    """The chunk id of every row of `table` whose chunk id is in `chunk_ids` (index lookups)."""
     out: list[str] = []
     for part in batched(chunk_ids, 1000):
-        if store.count(table, in_filter("chunk_id", part)):
-            out += store.scan(table, ["chunk_id"], filter=in_filter("chunk_id", part)).column("chunk_id").to_pylist()
-    return sorted(set(out))
+        out += store.scan(table, ["chunk_id"], filter=in_filter("chunk_id", part)).column("chunk_id").to_pylist()
+    return out
 
 
 def _planned_vectors(store: LanceStore, table: str, plan: CascadePlan, extra_chunk_ids: Sequence[str] = ()) -> list[str]:
-    """Chunk ids of the vectors of `table` the plan deletes (by chunk id, listed for this
+    """Chunk id of every vector row of `table` the plan deletes (by chunk id, listed for this
     version or in general, or by doc id): one scan at plan time, then the deletion goes by
     chunk id (BTREE-indexed in every version table)."""
     chunk_ids = sorted(set(plan.chunk_ids) | set(extra_chunk_ids))
@@ -287,7 +301,7 @@ def _planned_vectors(store: LanceStore, table: str, plan: CascadePlan, extra_chu
     if plan.doc_ids:
         e2 = pc.field("doc_id").isin(pa.array(plan.doc_ids, pa.string()))
         expr = e2 if expr is None else (expr | e2)
-    return sorted(set(ds.to_table(columns=["chunk_id"], filter=expr).column("chunk_id").to_pylist()))
+    return ds.to_table(columns=["chunk_id"], filter=expr).column("chunk_id").to_pylist()
 
 
 def _landing_paths(landing: Path, rels: Iterable[str]) -> Iterable[Path]:
@@ -546,13 +560,14 @@ def remove_ledger_paths(ledger: Ledger, rel_paths: Sequence[str]) -> tuple[int, 
 
 def empty_batches(store: LanceStore, batch_ids: Sequence[str]) -> list[str]:
     """The batch ids with no document and no chunk left (what orphan detection calls
-    partition_without_data)."""
-    out = []
-    for b in sorted(set(batch_ids)):
-        filt = f"batch_id = {sql_literal(b)}"
-        if store.count(DOCUMENTS, filt) == 0 and store.count(CHUNKS, filt) == 0:
-            out.append(b)
-    return out
+    partition_without_data): one scan of the batch_id column per table."""
+    wanted = sorted(set(batch_ids))
+    if not wanted:
+        return []
+    left: set[str] = set()
+    for table in (DOCUMENTS, CHUNKS):
+        left |= set(_fetch(store, table, ["batch_id"], "batch_id", wanted).column("batch_id").to_pylist())
+    return [b for b in wanted if b not in left]
 
 
 def _close(ledger: Ledger, cid: str, res: CascadeResult, *, actor: str, subject_hash: str | None) -> None:
