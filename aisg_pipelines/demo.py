@@ -197,6 +197,11 @@ def step_reindex(ctx: DemoContext) -> None:
     for name in ("v1", "v2"):
         hit = search(store, reg.require(name), query, k=1)[0]
         print(f"  {name}: distance {hit['distance']:.4f} doc {hit['doc_id']} chunk {hit['chunk_id'][:12]} {hit['text'][:70]!r}")
+    from .serving import Retriever
+
+    answer = Retriever(s.lancedb_uri, s.ledger_url, storage_options=s.lancedb_storage_options).search(query, k=1)
+    print(f"reader API (aisg_pipelines.serving.Retriever, what AISG's retriever calls): active {answer.version}, "
+          f"encoder {answer.encoder}, top hit {answer.hits[0].chunk_id[:12] if answer.hits else '-'}")
     print(f"`aisg search` now queries the active version ({reg.active().name}); `aisg rollback` re-activates {reg.previous_active().name}")
 
 

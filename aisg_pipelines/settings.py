@@ -71,6 +71,30 @@ ENV_VARS: dict[str, str] = {
 }
 
 
+DEFAULT_READER_REFRESH_SECONDS = 5.0
+
+
+def reader_refresh_seconds() -> float:
+    """How stale a reader of the store may be (aisg_pipelines.serving): the active-version
+    pointer and table handles are re-checked at most this long after a change."""
+    raw = os.environ.get("AISG_READER_REFRESH_SECONDS", "")
+    try:
+        value = float(raw) if raw else DEFAULT_READER_REFRESH_SECONDS
+    except ValueError:
+        raise ValueError(f"AISG_READER_REFRESH_SECONDS must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 300:
+        raise ValueError(f"AISG_READER_REFRESH_SECONDS must be between 0 and 300, got {value}")
+    return value
+
+
+def reader_grace_seconds() -> float:
+    """How long a writer that deleted rows waits before it certifies them gone: the readers'
+    refresh bound plus a margin for a query already in flight (none when readers re-check
+    on every query, bound 0)."""
+    bound = reader_refresh_seconds()
+    return bound + 1.0 if bound > 0 else 0.0
+
+
 def _path(env: str, default: Path) -> Path:
     value = os.environ.get(env)
     return Path(value) if value else default

@@ -16,6 +16,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Readers in tests re-check on every query, so erasure needs no reader grace wait; the
+# reader tests set their own bound.
+os.environ.setdefault("AISG_READER_REFRESH_SECONDS", "0")
 
 from aisg_pipelines.settings import Settings  # noqa: E402
 

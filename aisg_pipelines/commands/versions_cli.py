@@ -146,19 +146,29 @@ def rollback(to_version: str) -> None:
 @click.option("-k", default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def search(query: str, version: str | None, k: int, as_json: bool) -> None:
-    from ..governance.pipeline import search as do_search
-    from ..governance.versions import VersionRegistry
+    if version is None:
+        # The active version through the reader API AISG's retriever uses (aisg_pipelines.serving).
+        from ..serving import Retriever
 
-    store, ledger = _open(Settings.from_env())
-    reg = VersionRegistry(ledger)
-    v = reg.require(version) if version else reg.active()
-    if v is None:
-        click.echo("no active embed_version: ingest something first", err=True)
-        sys.exit(1)
-    hits = do_search(store, v, query, k)
+        try:
+            answer = Retriever.from_env().search(query, k)
+        except LookupError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(1)
+        hits = [{"chunk_id": h.chunk_id, "doc_id": h.doc_id, "distance": h.distance, "text": h.text,
+                 "embed_version": answer.version} for h in answer.hits]
+        label = f"embed_version {answer.version} (active; encoder {answer.encoder})"
+    else:
+        from ..governance.pipeline import search as do_search
+        from ..governance.versions import VersionRegistry
+
+        store, ledger = _open(Settings.from_env())
+        v = VersionRegistry(ledger).require(version)
+        hits = do_search(store, v, query, k)
+        label = f"embed_version {v.name} ({v.status})"
     if as_json:
         click.echo(json.dumps(hits, ensure_ascii=False, indent=2))
         return
-    click.echo(f"embed_version {v.name} ({v.status}), {len(hits)} hits")
+    click.echo(f"{label}, {len(hits)} hits")
     for h in hits:
         click.echo(f"  {h['distance']:.4f}  {h['doc_id']}  {h['chunk_id'][:12]}  {h['text'][:100]!r}")

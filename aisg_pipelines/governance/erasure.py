@@ -1602,6 +1602,7 @@ def process_requests(
         manifests = {rid: manifests[rid] for rid in to_verify}
     hook("discovered")
 
+    deleted_at: float | None = None  # monotonic time of this run's delete (reader grace below)
     if to_verify:
         t = time.perf_counter()
         # one cascade for the batch: intent in the ledger, leaf-first deletion of our ids in
@@ -1622,6 +1623,7 @@ def process_requests(
             by_subject = {to_verify[r]["request"]["subject_id"]: get_request(ledger, r)["subject_hash"] for r in to_verify}
             res.files["sample_manifest_fields_redacted"] = redact_json_subjects(sample, by_subject)
         res.timings["deletion"] = time.perf_counter() - t
+        deleted_at = time.monotonic()
         _mark_all(ledger, to_verify, "deleted", clock(), cascade_id=cres.cascade_id)
         hook("deleted")
         _mark_all(ledger, to_verify, "files_removed", clock())
@@ -1696,6 +1698,17 @@ def process_requests(
                 _update(ledger, rid, conn, expect=["in_progress"], status="verified", verified_at=iso(stamp), progress=prog)
         hook("verified")
 
+    if deleted_at is not None and any(get_request(ledger, rid)["status"] == "verified" for rid in reqs):
+        # Readers (aisg_pipelines.serving) re-check a table at most AISG_READER_REFRESH_SECONDS
+        # after a delete: no certificate before every reader has moved past it. (A request
+        # resumed in a new process was deleted before the kill and the restart, which take
+        # longer than the bound.) The wait is part of the run, so it counts in the SLA.
+        from ..settings import reader_grace_seconds
+
+        wait = reader_grace_seconds() - (time.monotonic() - deleted_at)
+        res.timings["reader_grace"] = max(0.0, wait)
+        if wait > 0:
+            time.sleep(wait)
     t = time.perf_counter()
     for rid in sorted(reqs):
         row = get_request(ledger, rid)
