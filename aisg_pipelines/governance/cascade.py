@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from .ids import DOC_ID_RE, batched, in_filter, require, sha256_hex
+from .ids import DOC_ID_RE, batched, require, sha256_hex
 from .ledger import Ledger, canonical_json, ingest_batch_files, ingest_batches, iso, metadata
 from .store import CHUNKS, DOCUMENTS, EMBEDDINGS_PREFIX, METRICS, SYSTEM_LOGS, LanceStore
 
@@ -103,12 +103,12 @@ class CascadePlan:
         return not (self.doc_ids or self.chunk_ids or self.drop_tables or any(self.vectors.values()) or any(self.tables.values()) or any(self.telemetry.values())
                     or any(self.lines.values()) or self.files or self.landing or self.ledger_paths)
 
-    def digest(self) -> str:
-        body = {k: v for k, v in asdict(self).items() if k != "planned"}
+    def digest(self, body: dict | None = None) -> str:
+        body = {k: v for k, v in (body or asdict(self)).items() if k != "planned"}
         return sha256_hex(canonical_json(body))
 
-    def to_json(self) -> str:
-        return canonical_json(asdict(self))
+    def to_json(self, body: dict | None = None) -> str:
+        return canonical_json(body or asdict(self))
 
     @classmethod
     def from_json(cls, raw: str) -> CascadePlan:
@@ -280,11 +280,9 @@ def plan_cascade(
 
 
 def _present(store: LanceStore, table: str, chunk_ids: list[str]) -> list[str]:
-    """The chunk id of every row of `table` whose chunk id is in `chunk_ids` (index lookups)."""
-    out: list[str] = []
-    for part in batched(chunk_ids, 1000):
-        out += store.scan(table, ["chunk_id"], filter=in_filter("chunk_id", part)).column("chunk_id").to_pylist()
-    return out
+    """The chunk id of every row of `table` whose chunk id is in `chunk_ids` (one pyarrow
+    `isin` scan of the chunk_id column)."""
+    return _fetch(store, table, ["chunk_id"], "chunk_id", chunk_ids).column("chunk_id").to_pylist() if chunk_ids else []
 
 
 def _planned_vectors(store: LanceStore, table: str, plan: CascadePlan, extra_chunk_ids: Sequence[str] = ()) -> list[str]:
@@ -337,12 +335,13 @@ def run_cascade(
     `details` (no personal data: e.g. request ids) are added to the intent event."""
     _ensure_table(ledger)
     cid = str(uuid.uuid4())
+    body = asdict(plan)
     with ledger.begin() as conn:
         ev = ledger.append_event(INTENT_ACTION, {**(details or {}), "cascade_id": cid, "cause": cause, "planned": plan.planned,
-                                                 "ids_sha256": plan.digest(), "documents": len(plan.doc_ids), "chunks": len(plan.chunk_ids)},
+                                                 "ids_sha256": plan.digest(body), "documents": len(plan.doc_ids), "chunks": len(plan.chunk_ids)},
                                  actor=actor, subject_hash=subject_hash, conn=conn)
         conn.execute(cascade_intents.insert().values(cascade_id=cid, cause=cause[:64], actor=actor[:128], status="open", created_at=iso(),
-                                                     subject_hash=subject_hash, plan=plan.to_json(), intent_event_id=ev.event_id))
+                                                     subject_hash=subject_hash, plan=plan.to_json(body), intent_event_id=ev.event_id))
     return _execute(store, ledger, cid, plan, cause=cause, actor=actor, subject_hash=subject_hash, partitions=partitions,
                     on_step=on_step, purge=purge, resumed=False)
 

@@ -49,11 +49,14 @@ def subject_hash(subject_id: str, salt: bytes) -> str:
     return hmac.new(salt, subject_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
 def sql_literal(value: str) -> str:
     """Quote a string as a SQL literal for a LanceDB filter; refuses control characters."""
     if not isinstance(value, str):
         raise InvalidIdentifier(f"filter value must be a string, got {type(value).__name__}")
-    if any(ord(c) < 32 for c in value):
+    if _CONTROL.search(value):
         raise InvalidIdentifier("filter value contains control characters")
     return "'" + value.replace("'", "''") + "'"
 
