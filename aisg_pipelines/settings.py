@@ -67,6 +67,7 @@ ENV_VARS: dict[str, str] = {
     "AISG_SIGNING_KEY_FILE": "Ed25519 private key (PEM) that signs erasure certificates (default: a development key generated in $AISG_SECRETS_DIR)",
     "AISG_PURGE_UNVERIFIED_GRACE_SECONDS": "the physical purge removes files of killed (never committed) LanceDB writes once they are this old; younger ones may be a commit in progress (default 900)",
     "AISG_SIGNING_PUBLIC_KEY_FILE": "its public key (PEM) for `aisg verify-certificate` (default <signing key file>.pub.pem)",
+    "AISG_READER_REFRESH_SECONDS": "how stale a reader of the store may be: the reader API re-reads the active embed_version and re-checks tables at most this long after a change; erasure waits it (+1 s) before certifying (default 5)",
     "AISG_LEDGER_CHECKPOINT_DIR": "where signed ledger checkpoints are written, create-only (default $AISG_EXPORTS_DIR/ledger_checkpoints; production: an Object Lock bucket mount, see docs/ledger_integrity.md)",
 }
 
