@@ -95,6 +95,7 @@ from .commands import reports_cli  # noqa: E402,F401
 from .commands import orphans_cli  # noqa: E402,F401
 from .commands import erasure_cli  # noqa: E402,F401
 from .commands import retention_cli  # noqa: E402,F401
+from .commands import access_cli  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

@@ -59,7 +59,8 @@ log = logging.getLogger(__name__)
 SLA_DAYS = 30
 STATUSES = ("received", "in_progress", "verified", "certified", "failed")
 OPEN_STATUSES = ("received", "in_progress", "verified")
-ALLOWED_FIELDS = {"request_id", "subject_id", "requested_by", "reason", "requested_at", "source"}
+ALLOWED_FIELDS = {"request_id", "subject_id", "requested_by", "reason", "requested_at", "source", "type"}
+REQUEST_TYPES = ("erasure", "access")  # "access": a GDPR Art. 15/20 export (governance/access.py)
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 HOSTILE_CHARS = set("'\";\\=()*%`<>|&$\n\r\t ")
 CERT_SUBDIR = "erasure_certificates"
@@ -86,6 +87,7 @@ class ErasureRequest:
     reason: str
     requested_at: str
     source: str
+    type: str = "erasure"  # or "access" (governance/access.py)
 
 
 # -- paths and small helpers --------------------------------------------------------------
@@ -141,6 +143,9 @@ def parse_request(raw: bytes | str | dict, *, source: str, now: datetime | None 
     unknown = sorted(set(obj) - ALLOWED_FIELDS)
     if unknown:
         raise RequestRejected("unknown_fields", f"unknown fields {unknown[:10]}; allowed: {sorted(ALLOWED_FIELDS)}")
+    rtype = obj.get("type", "erasure")
+    if rtype not in REQUEST_TYPES:
+        raise RequestRejected("invalid_fields", f"type must be one of {list(REQUEST_TYPES)}")
     rid = obj.get("request_id")
     if rid is None:
         rid = "er-" + digest[:24]  # stable: the same file always gets the same id
@@ -172,7 +177,7 @@ def parse_request(raw: bytes | str | dict, *, source: str, now: datetime | None 
             raise RequestRejected("invalid_fields", "requested_at is not an ISO-8601 timestamp") from None
         if requested_at_dt.tzinfo is None:
             requested_at_dt = requested_at_dt.replace(tzinfo=timezone.utc)
-    return ErasureRequest(rid, subject, requested_by.strip(), reason, iso(requested_at_dt), source)
+    return ErasureRequest(rid, subject, requested_by.strip(), reason, iso(requested_at_dt), source, rtype)
 
 
 def get_request(ledger: Ledger, request_id: str) -> dict | None:
@@ -283,11 +288,21 @@ def scan_inbox(settings, ledger: Ledger, *, now: datetime | None = None) -> Inbo
             continue  # vanished or unreadable right now: next tick
         try:
             req = parse_request(raw, source="inbox", now=now)
-            res = intake(settings, ledger, req, now=now)
+            if req.type == "access":
+                from .access import intake as access_intake
+
+                res = access_intake(settings, ledger, req, now=now)
+            else:
+                res = intake(settings, ledger, req, now=now)
         except RequestRejected as rej:
             rid = "rej-" + sha256_hex(path.name.encode() + b"\0" + raw)[:24]
             detail = _redact(rej.detail, _raw_subject(raw), settings)
-            record_rejection(ledger, rid, rej.code, detail, source="inbox", now=now)
+            if _raw_type(raw) == "access":
+                from .access import record_rejection as access_rejection
+
+                access_rejection(ledger, rid, rej.code, detail, source="inbox")
+            else:
+                record_rejection(ledger, rid, rej.code, detail, source="inbox", now=now)
             _move_rejected(settings, path, rej.code, detail, rid, raw)
             out.rejected.append((path.name, rej.code, detail))
             continue
@@ -308,6 +323,15 @@ def _raw_subject(raw: bytes) -> str | None:
         return None
     v = obj.get("subject_id") if isinstance(obj, dict) else None
     return v if isinstance(v, str) and v.strip() else None
+
+
+def _raw_type(raw: bytes) -> str | None:
+    """The `type` field of a request file, if it is a JSON object with one."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return obj.get("type") if isinstance(obj, dict) else None
 
 
 def _redact(text: str, subject: str | None, settings) -> str:
@@ -751,6 +775,17 @@ def discover_files(settings, subjects: dict[str, str], manifests: dict[str, Mani
                 data_rel = str(sc.relative_to(base))[: -len(SIDECAR_SUFFIX)]
                 _add_upload(manifests[subjects[owner]], base, data_rel, system)
 
+    # access exports (governance/access.py) made for the subject hold its data: they go too
+    from .access import export_files_of
+
+    salt = _salt(settings)
+    by_hash = {subject_hash(t, salt): t for t in targets}
+    for h, paths in export_files_of(settings, by_hash).items():
+        man = manifests[subjects[by_hash[h]]]
+        for p in paths:
+            man.add("exports.access", str(p.relative_to(settings.exports_dir)), hashlib.sha256(p.read_bytes()).hexdigest())
+            man.files.append(str(p))
+
     # Line files: incoming logs and metrics, telemetry rejects, exports. The subject is matched
     # on structured fields only (JSON subject_id/user_id at any depth, a CSV subject column, a
     # Prometheus label), never on a substring of a line or a file name: an id that is also an
@@ -847,7 +882,7 @@ def structured_lines(base: Path, targets: Iterable[str]):
     if not targets or not base.exists():
         return
     for p in sorted(base.rglob("*")):
-        if not p.is_file() or p.is_symlink() or p.name.endswith(".tmp") or CERT_SUBDIR in p.parts:
+        if not p.is_file() or p.is_symlink() or p.name.endswith(".tmp") or CERT_SUBDIR in p.parts or "access_exports" in p.parts:
             continue
         suffix = p.suffix.lower()
         if suffix not in STRUCTURED_LINE_SUFFIXES:

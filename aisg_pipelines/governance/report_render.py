@@ -135,6 +135,20 @@ def section_tables(s: dict[str, Any]) -> dict[str, list[tuple[str, list[str], li
         [[_short(c["certificate_id"], 18), _short(c["request_id"], 14), _short(c["subject_hash"], 16), _local(c["certified_at"], tz),
           _fmt(c["days_to_certify"]), c["verification"]] for c in certs[:MAX_TABLE_ROWS]] or [["none", "", "", "", "", ""]],
     ))
+    acc = s.get("access") or {}
+    if acc:
+        out["erasure"].append((
+            "Access requests (GDPR Art. 15/20: signed exports)" + ("" if acc.get("available") else f" (not available: {acc.get('reason')})"),
+            ["Received", "Delivered", "Rejected", "Open", "Open > 30 days", "Delivered late"],
+            [[_fmt(acc["received"]), _fmt(acc["delivered"]), _fmt(acc["rejected"]), _fmt(acc["open"]), _fmt(acc["overdue"]), _fmt(acc["delivered_late"])]],
+        ))
+        if acc.get("requests"):
+            out["erasure"].append((
+                "Access requests (subjects as salted hashes only)",
+                ["Request", "Subject hash", "Status", "Requested", "Delivered", "Days", "Overdue"],
+                [[_short(r["request_id"], 14), _short(r["subject_hash"], 16), r["status"], _local(r["requested_at"], tz), _local(r["delivered_at"], tz),
+                  _fmt(r["days"]), "OVERDUE" if r["overdue"] else "no"] for r in acc["requests"][:MAX_TABLE_ROWS]],
+            ))
     pii = s["pii"]
     out["pii"] = [
         (f"{_fmt(pii['documents_ingested'])} documents ingested in {_fmt(pii['batches'])} batches",
@@ -402,6 +416,7 @@ def _kf_cards(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("Erasure requests received", _fmt(k["erasure_received"])),
         ("Erasure certified", _fmt(k["erasure_certified"])),
         ("Erasure open / overdue", f"{_fmt(k['erasure_open'])} / {_fmt(k['erasure_overdue_open'])}"),
+        ("Access requests received / delivered / overdue", f"{_fmt(k.get('access_received'))} / {_fmt(k.get('access_delivered'))} / {_fmt(k.get('access_overdue_open'))}"),
         ("Days to certify (median / max)", f"{_fmt(k['erasure_median_days_to_certify'])} / {_fmt(k['erasure_max_days_to_certify'])}"),
         ("PII entities removed", _fmt(k["pii_entities_removed"])),
         ("Documents quarantined", _fmt(k["documents_quarantined"])),

@@ -214,6 +214,7 @@ def collect_report(
     }
     summary["retention"] = _retention(settings, ledger, store, period, events, now)
     summary["erasure"] = _erasure(ledger, period, events, as_of, settings)
+    summary["access"] = _access(ledger, period, as_of)
     summary["pii"] = _pii(events)
     summary["orphans"] = _orphans(ledger, period, events)
     summary["embeddings"] = _embeddings(ledger, store, period, events)
@@ -382,6 +383,17 @@ def _retention(settings, ledger: Ledger, store, period: Period, events, now: dat
         "unexplained_past_period_total": sum(r["unexplained_past_period"] for r in rows),
         "deletions_by_day": [{"date": d, "category": c, "rows": n} for (d, c), n in sorted(by_day.items())],
     }
+
+
+# -- access requests (GDPR Art. 15/20, governance/access.py) --------------------------------
+def _access(ledger: Ledger, period: Period, as_of: datetime) -> dict[str, Any]:
+    try:
+        from .access import report_summary
+
+        return {"available": True, **report_summary(ledger, period.start_utc, period.end_utc, as_of)}
+    except Exception as exc:  # noqa: BLE001 - the access area is optional here
+        return {"available": False, "reason": f"{type(exc).__name__}: {str(exc)[:200]}", "received": 0, "delivered": 0, "rejected": 0,
+                "open": 0, "overdue": 0, "delivered_late": 0, "requests": []}
 
 
 # -- erasure ------------------------------------------------------------------------------
@@ -725,6 +737,9 @@ def _key_figures(s: dict[str, Any]) -> dict[str, Any]:
         "erasure_overdue_open": er["overdue_open"],
         "erasure_median_days_to_certify": er["time_to_certification_days"]["median"],
         "erasure_max_days_to_certify": er["time_to_certification_days"]["max"],
+        "access_received": s.get("access", {}).get("received", 0),
+        "access_delivered": s.get("access", {}).get("delivered", 0),
+        "access_overdue_open": s.get("access", {}).get("overdue", 0),
         "pii_entities_removed": s["pii"]["entities_removed_total"],
         "documents_quarantined": s["pii"]["quarantined_total"],
         "orphans_latest_total": orph["latest_total"],
@@ -753,6 +768,11 @@ def _findings(s: dict[str, Any]) -> list[str]:
         out.append(f"Erasure: {er['time_to_certification_days']['over_deadline']} request(s) certified after the {ERASURE_DEADLINE_DAYS}-day deadline.")
     if er["failed"]:
         out.append(f"Erasure: {er['failed']} request(s) failed in the period.")
+    acc = s.get("access") or {}
+    if acc.get("overdue"):
+        out.append(f"Access: {acc['overdue']} open access request(s) older than the {ERASURE_DEADLINE_DAYS}-day deadline.")
+    if acc.get("delivered_late"):
+        out.append(f"Access: {acc['delivered_late']} access export(s) delivered after the {ERASURE_DEADLINE_DAYS}-day deadline.")
     if er.get("certificates_failing_verification"):
         out.append(f"Erasure: {er['certificates_failing_verification']} certificate(s) not verified when the report was built.")
     dq = s["data_quality"]

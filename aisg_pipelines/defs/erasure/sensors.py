@@ -115,14 +115,38 @@ def plan_run(instance, pending: list[str], log=None):
     return launch, key
 
 
+def plan_access_run(instance, pending: list[str]):
+    """(access request ids to launch, run_key): ids not in an unfinished access_export run; the
+    key counts finished runs per id, so a request left pending by a crashed run is relaunched."""
+    from ..access.jobs import ACCESS_REQUESTS_TAG
+
+    inflight: set[str] = set()
+    attempts: Counter = Counter()
+    for run in instance.get_runs(filters=dg.RunsFilter(tags={"aisg/job": "access_export"}), limit=2000):
+        ids = [i for i in run.tags.get(ACCESS_REQUESTS_TAG, "").split(",") if i]
+        (attempts.update(ids) if run.status in _FINISHED else inflight.update(ids))
+    launch = [rid for rid in sorted(pending) if rid not in inflight]
+    if not launch:
+        return [], None
+    body = "+".join(f"{rid}#{attempts[rid]}" for rid in launch)
+    return launch, "access:" + (body if len(body) <= 200 else hashlib.sha256(body.encode()).hexdigest())
+
+
+def _access_job():
+    from ..access.jobs import access_export_job
+
+    return access_export_job
+
+
 @dg.sensor(
-    job=erasure_job,
+    jobs=[erasure_job, _access_job()],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Watches the erasure inbox (files dropped by /analytics/erase). Valid requests are recorded as "
         "`received`; malformed, duplicate or hostile ones are moved to rejected/ with a reason. Pending "
-        "requests are batched into one `erasure` run (run_key from their ids)."
+        "requests are batched into one `erasure` run (run_key from their ids). Requests of `\"type\": \"access\"` "
+        "(GDPR Art. 15/20) are validated the same way and launch one `access_export` run."
     ),
 )
 def erasure_inbox_sensor(
@@ -140,10 +164,22 @@ def erasure_inbox_sensor(
     for name, code, detail in scan.rejected:
         context.log.warning(f"erasure request file {name} rejected: {code} {detail}")
     launch, key = plan_run(context.instance, pending_request_ids(s, led), log=context.log)
+    from ...governance.access import pending_request_ids as access_pending
+    from ..access.jobs import ACCESS_REQUESTS_TAG
+
+    access_launch, access_key = plan_access_run(context.instance, access_pending(s, led))
+    out = []
+    if access_launch:
+        out.append(dg.RunRequest(
+            run_key=access_key, job_name="access_export",
+            run_config={"ops": {"access_requests": {"config": {"request_ids": access_launch}}}},
+            tags={ACCESS_REQUESTS_TAG: ",".join(access_launch)},
+        ))
     if not launch:
-        return dg.SkipReason(f"no pending erasure requests ({len(scan.rejected)} files rejected this tick)")
-    return dg.RunRequest(
-        run_key=key,
+        return out or dg.SkipReason(f"no pending erasure requests ({len(scan.rejected)} files rejected this tick)")
+    out.append(dg.RunRequest(
+        run_key=key, job_name="erasure",
         run_config={"ops": {"erasure_requests": {"config": {"request_ids": launch}}}},
         tags={REQUESTS_TAG: ",".join(launch), "aisg/erasure_count": str(len(launch))},
-    )
+    ))
+    return out if len(out) > 1 else out[0]
