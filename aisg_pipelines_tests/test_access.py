@@ -143,6 +143,16 @@ def test_subject_with_no_data_gets_a_valid_signed_export_saying_so(populated_set
     r = _cli(s, monkeypatch, "verify-certificate", out["export_path"])
     assert r.exit_code == 0 and r.output.startswith("VALID"), r.output
 
+    # the export's own retention (config/retention.yaml `access_exports`, 30 days): kept before, deleted after
+    assert doc["export_retention"]["days"] == 30
+    gen = ac._parse_ts(doc["generated_at"])
+    assert ac.expire_exports(s, now=gen + timedelta(days=29)) == []
+    assert ac.expire_exports(s, now=gen + timedelta(days=31), dry_run=True) == [out["export_id"]]
+    assert (ac.exports_root(s) / out["export_id"]).exists()
+    assert ac.expire_exports(s, now=gen + timedelta(days=31)) == [out["export_id"]]
+    assert not (ac.exports_root(s) / out["export_id"]).exists()
+    assert Ledger(s.ledger_url).events("access.exports_expired")[0].details["export_ids"] == [out["export_id"]]
+
 
 def test_sla_report_and_sensor(populated_settings, code_location_env):
     import dagster as dg

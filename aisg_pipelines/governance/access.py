@@ -109,27 +109,16 @@ def _jsonable(v):
 
 # -- retention --------------------------------------------------------------------------------
 def policy_days() -> dict[str, int]:
-    """Days per retention category from config/retention.yaml (the optional `access_exports`
-    entry defaults to 30 days when the file has none)."""
+    """Days per retention category from config/retention.yaml (governance.retention validates it);
+    the optional `access_exports` category defaults to 30 days when the file has none."""
     out = dict(DEFAULT_DAYS)
     try:
         from .retention import load_policies
 
         pol = load_policies()
         out.update({c: p.days for c, p in pol.policies.items()})
-    except Exception:  # noqa: BLE001 - an unreadable policy file must not block an access request
-        pass
-    try:
-        import yaml
-
-        from .retention import DEFAULT_POLICY_FILE
-
-        raw = (yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8")) or {}).get("policies", {})
-        spec = raw.get(EXPORT_RETENTION_CATEGORY)
-        days = spec.get("days") if isinstance(spec, dict) else spec
-        if isinstance(days, int) and not isinstance(days, bool) and days > 0:
-            out[EXPORT_RETENTION_CATEGORY] = days
-    except Exception:  # noqa: BLE001
+        out.update({c: p.days for c, p in getattr(pol, "optional", {}).items()})
+    except Exception:  # noqa: BLE001 - an unreadable policy file must not block an access request (defaults apply)
         pass
     return out
 
@@ -478,14 +467,15 @@ def export_files_of(settings, subject_hashes: dict[str, str]) -> dict[str, list[
     return out
 
 
-def expire_exports(settings, *, now: datetime | None = None, dry_run: bool = False, ledger: Ledger | None = None) -> list[str]:
+def expire_exports(settings, *, now: datetime | None = None, dry_run: bool = False, ledger: Ledger | None = None,
+                   days: int | None = None) -> list[str]:
     """Delete access exports past their `access_exports` retention. Returns the export ids."""
     now = _utc(now)
     root = exports_root(settings)
     gone = []
     if not root.exists():
         return gone
-    days = policy_days()[EXPORT_RETENTION_CATEGORY]
+    days = days or policy_days()[EXPORT_RETENTION_CATEGORY]
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
             gen = _parse_ts(json.loads((d / "export.json").read_bytes()).get("generated_at"))

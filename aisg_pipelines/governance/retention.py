@@ -44,6 +44,9 @@ from .markdown import md_table
 from .store import CHUNKS, DOCUMENTS, EMBEDDINGS_PREFIX, METRICS, SYSTEM_LOGS, LanceStore
 
 CATEGORIES: tuple[str, ...] = ("user_content", "system_logs", "metrics", "audit_ledger", "retired_embed_versions")
+# Categories a policy file may give (validated the same way) but need not: their owners apply
+# them (access_exports: governance/access.py deletes GDPR access exports past it; default 30 days).
+OPTIONAL_CATEGORIES: tuple[str, ...] = ("access_exports",)
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "config" / "retention.yaml"
 POLICY_KEYS = {"days", "basis", "description"}
 
@@ -71,6 +74,7 @@ class Policy:
 class RetentionPolicies:
     policies: dict[str, Policy]
     source: str = ""
+    optional: dict[str, Policy] = field(default_factory=dict)  # OPTIONAL_CATEGORIES the file gives
 
     def __getitem__(self, category: str) -> Policy:
         return self.policies[category]
@@ -83,14 +87,15 @@ def parse_policies(data: Any, source: str = "<policy>") -> RetentionPolicies:
     if not isinstance(data, dict) or not isinstance(data.get("policies"), dict):
         raise PolicyError(f"{source}: expected a mapping with a `policies:` mapping of category -> {{days: N}}")
     raw = data["policies"]
-    unknown = sorted(str(k) for k in raw if k not in CATEGORIES)
+    unknown = sorted(str(k) for k in raw if k not in CATEGORIES and k not in OPTIONAL_CATEGORIES)
     if unknown:
-        raise PolicyError(f"{source}: unknown retention category {', '.join(map(repr, unknown))}; known categories are {', '.join(CATEGORIES)}")
+        raise PolicyError(f"{source}: unknown retention category {', '.join(map(repr, unknown))}; known categories are "
+                          f"{', '.join(CATEGORIES + OPTIONAL_CATEGORIES)}")
     missing = [c for c in CATEGORIES if c not in raw]
     if missing:
         raise PolicyError(f"{source}: no policy for known category {', '.join(map(repr, missing))}; every category needs `days: N` (N > 0)")
     out = {}
-    for cat in CATEGORIES:
+    for cat in CATEGORIES + tuple(c for c in OPTIONAL_CATEGORIES if c in raw):
         spec = raw[cat]
         if isinstance(spec, int) and not isinstance(spec, bool):
             spec = {"days": spec}
@@ -105,7 +110,7 @@ def parse_policies(data: Any, source: str = "<policy>") -> RetentionPolicies:
         if days <= 0:
             raise PolicyError(f"{source}: policy {cat!r}: days must be positive, got {days} (a zero or negative period would delete everything)")
         out[cat] = Policy(cat, days, str(spec.get("basis", "")), str(spec.get("description", "")))
-    return RetentionPolicies(out, source)
+    return RetentionPolicies({c: out[c] for c in CATEGORIES}, source, {c: p for c, p in out.items() if c not in CATEGORIES})
 
 
 def load_policies(path: str | Path | None = None) -> RetentionPolicies:
@@ -627,12 +632,25 @@ class Retention:
         self.telemetry("system_logs")
         self.telemetry("metrics")
         self.audit_ledger()
+        self._access_exports()
         if not self.dry_run:
             self._purge()
         self.result.seconds = round(time.perf_counter() - t0, 3)
         for r in self.result.categories.values():
             self.ledger.append_event("retention.purge", r.audit_details(self.dry_run), actor="retention")
         return self.result
+
+    def _access_exports(self) -> None:
+        """GDPR access exports past the optional `access_exports` policy (governance/access.py)."""
+        try:
+            from .access import expire_exports
+
+            opt = self.policies.optional.get("access_exports")
+            expire_exports(self.settings, now=self.now, dry_run=self.dry_run, ledger=self.ledger, days=opt.days if opt else None)
+        except Exception as exc:  # noqa: BLE001 - never blocks the other categories; the next run retries
+            import logging
+
+            logging.getLogger(__name__).warning("access exports not expired: %s", exc)
 
     def _resume(self) -> None:
         """Complete the cascades a killed retention run left open (their intent is in the
