@@ -160,7 +160,7 @@ def test_sla_report_and_sensor(populated_settings, code_location_env):
     from aisg_pipelines.defs.access import access_sla
     from aisg_pipelines.defs.erasure.assets import ErasureClockResource
     from aisg_pipelines.defs.resources import LedgerResource
-    from aisg_pipelines.governance.reports import build_report, collect_report, week_containing
+    from aisg_pipelines.governance.reports import build_report, collect_report, week_containing, write_prometheus_textfile
     from aisg_pipelines.local_runner import tick_sensor
 
     from .conftest import fresh_defs
@@ -183,6 +183,8 @@ def test_sla_report_and_sensor(populated_settings, code_location_env):
     assert any(f.startswith("Access: 1 open") for f in rep.summary["findings"])
     assert rep.summary["key_figures"]["access_overdue_open"] == 1
     assert "Access requests (GDPR Art. 15/20" in rep.paths["html"].read_text(encoding="utf-8")
+    prom = write_prometheus_textfile(s, now=FIXED_NOW).read_text()
+    assert "aisg_access_open_requests 1\n" in prom and f"aisg_access_oldest_open_request_age_seconds {40 * 86400}\n" in prom
 
     # the erasure inbox sensor picks up an access request and launches access_export (with the pending one)
     code_location_env(s)

@@ -802,6 +802,14 @@ def current_gauges(settings, *, now: datetime | None = None, ledger: Ledger | No
         ages = [(now - parse_ts(r.requested_at)).total_seconds() for r in rows if r.status in OPEN_STATUSES and r.requested_at]
         g["open_erasure_requests"] = len(ages)
         g["oldest_open_request_age_seconds"] = max(ages) if ages else 0.0
+    try:  # access requests (governance/access.py): open = received, not yet delivered
+        from .access import sla_status as access_sla
+
+        st = access_sla(ledger, now)
+        g["open_access_requests"] = len(st.open)
+        g["oldest_open_access_request_age_seconds"] = max((r["age_days"] * 86400 for r in st.open), default=0.0)
+    except Exception:  # noqa: BLE001 - the access area is optional here
+        pass
     live, _ = live_retention(settings, now)
     last: dict[str, Any] = {}
     for e in _by_time(ledger.events("retention.purge")):
@@ -882,6 +890,12 @@ def render_prometheus(g: dict[str, Any], now: datetime) -> str:
         "# HELP aisg_erasure_tracking_available 1 when the ledger has the erasure_requests table.",
         "# TYPE aisg_erasure_tracking_available gauge",
         f"aisg_erasure_tracking_available {g['erasure_available']}",
+        "# HELP aisg_access_open_requests GDPR access requests received and not yet delivered (or failed).",
+        "# TYPE aisg_access_open_requests gauge",
+        f"aisg_access_open_requests {g.get('open_access_requests', 0)}",
+        "# HELP aisg_access_oldest_open_request_age_seconds Age of the oldest open access request (0 when none); the deadline is 30 days.",
+        "# TYPE aisg_access_oldest_open_request_age_seconds gauge",
+        f"aisg_access_oldest_open_request_age_seconds {g.get('oldest_open_access_request_age_seconds', 0):.0f}",
         "# HELP aisg_retention_overdue_items Items past their retention period, not held, still present, per category (retention dry run now).",
         "# TYPE aisg_retention_overdue_items gauge",
     ]
