@@ -259,6 +259,54 @@ def step_erasure(ctx: DemoContext) -> None:
 
 
 
+def step_access(ctx: DemoContext) -> None:
+    """GDPR access (issue 17): an access request in the inbox -> the same sensor -> access_export run ->
+    signed export.json (+ HTML/PDF en, ko) checked against the sample manifest -> verify."""
+    import uuid
+
+    from .commands.erasure_cli import verify_certificate_file
+    from .governance import access
+    from .governance.ledger import Ledger
+    from .governance.store import DOCUMENTS, LanceStore
+    from .local_runner import tick_sensor
+
+    s = ctx.settings
+    _heading("GDPR access: request -> discover -> signed export (JSON, HTML and PDF in en/ko) -> verify")
+    store = LanceStore(s.lancedb_uri, s.lancedb_storage_options)
+    stored = {r["doc_id"]: r["subject_id"] for r in store.scan(DOCUMENTS, ["doc_id", "subject_id"]).to_pylist()} if store.has_table(DOCUMENTS) else {}
+    subjects = [x for x in ctx.manifest.get("subjects", []) if x.get("subject_id") in set(stored.values())]
+    if not subjects:
+        print("no sample subject with documents in the store")
+        return
+    subject = subjects[0]
+    request_id = f"demo-access-{uuid.uuid4().hex[:12]}"
+    s.erasure_inbox.mkdir(parents=True, exist_ok=True)
+    (s.erasure_inbox / f"{request_id}.json").write_text(json.dumps(
+        {"type": "access", "request_id": request_id, "subject_id": subject["subject_id"], "requested_by": "dpo@aisg.example",
+         "reason": "GDPR Art. 15 request (demo)"}))
+    tick = tick_sensor(ctx.defs, ctx.instance, "erasure_inbox_sensor")
+    print(f"erasure_inbox_sensor: {[r.job_name for r in tick.launched]} launched, all succeeded: {tick.all_succeeded}")
+    row = access.get_request(Ledger(s.ledger_url), request_id)
+    if row is None or row.status != "delivered":
+        raise SystemExit(f"demo: access request {request_id} is {row.status if row else 'missing'}: {row.failure if row else ''}")
+    data = Path(row.export_path).read_bytes()
+    doc = json.loads(data)
+    expected = {d for d in subject["doc_ids"] if stored.get(d) == subject["subject_id"]}
+    got = {d["doc_id"] for d in doc["documents"]}
+    others = [x["subject_id"] for x in ctx.manifest.get("subjects", []) if x.get("subject_id") and x["subject_id"] != subject["subject_id"]]
+    leaked = [o for o in others if o.encode() in data]
+    if got != expected or leaked:
+        raise SystemExit(f"demo: access export differs from the sample manifest: {sorted(got)} vs {sorted(expected)}; other subjects: {leaked}")
+    sm = doc["summary"]
+    print(f"export: {sm['documents']} documents (= the sample manifest's), {sm['chunks']} chunks, vectors in {sm['embed_versions']}, "
+          f"{sm['records']} log/metric records, {sm['ledger_events']} ledger events; nothing of the {len(others)} other subjects")
+    print(f"export.json: {row.export_path}  (+ export.en/ko.html, export.en/ko.pdf)")
+    from .governance.secrets import load_or_create_signing_key
+
+    pub = load_or_create_signing_key(s)[1]
+    print(f"aisg verify-certificate {row.export_path} --public-key {pub}\n  -> {verify_certificate_file(Path(row.export_path), Path(pub)).message}")
+
+
 def step_report(ctx: DemoContext) -> None:
     """Compliance report (keep LAST): export the current week, print the files; last week as a Dagster partition."""
     from .defs.reports.assets import REPORT_TIMEZONE, asset_check_results, weekly_report_partitions
@@ -352,6 +400,7 @@ DEMO_STEPS: list[Callable[[DemoContext], None]] = [
     step_orphans,
     step_retention,
     step_erasure,
+    step_access,
     step_report,
     step_ledger,
 ]
