@@ -20,12 +20,13 @@ from .defs import retention  # noqa: E402
 from .defs import erasure  # noqa: E402
 from .defs import ledger  # noqa: E402
 from .defs import access  # noqa: E402
+from .defs import operations  # noqa: E402
 from .defs.resources import build_resources  # noqa: E402
 from .settings import enforce_offline  # noqa: E402
 
 enforce_offline()
 
-AREAS = [ingest.defs, embeddings.defs, orphans.defs, reports.defs, retention.defs, erasure.defs, ledger.defs, access.defs]
+AREAS = [ingest.defs, embeddings.defs, orphans.defs, reports.defs, retention.defs, erasure.defs, ledger.defs, access.defs, operations.defs]
 
 
 def build_defs() -> dg.Definitions:

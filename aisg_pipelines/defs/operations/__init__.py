@@ -1,0 +1,21 @@
+"""Operations: alerts, the governance_health job, the AISG retry policy, run-after-run scheduling."""
+
+import dagster as dg
+
+from .alerts import alert_on_check_failure, alert_on_run_failure
+from .health import (
+    audit_ledger,
+    compliance_reports_fresh,
+    governance_health_daily,
+    governance_health_job,
+    ledger_chain_intact,
+    orphan_report_after_retention,
+)
+
+defs = dg.Definitions(
+    assets=[audit_ledger],
+    asset_checks=[ledger_chain_intact, compliance_reports_fresh],
+    jobs=[governance_health_job],
+    schedules=[governance_health_daily],
+    sensors=[alert_on_run_failure, alert_on_check_failure, orphan_report_after_retention],
+)
