@@ -175,6 +175,13 @@ def test_sla_report_and_sensor(populated_settings, code_location_env):
     res = access_sla(None, ledger=ledger, erasure_clock=ErasureClockResource(now_iso=FIXED_NOW.isoformat()))
     assert not res.passed and res.metadata["overdue"].value == ["acc-late"]
 
+    # the daily governance_health job evaluates access_sla with erasure's (a red check is alerted)
+    code_location_env(s)
+    with dg.instance_for_test() as inst:
+        health = fresh_defs().resolve_job_def("governance_health").execute_in_process(instance=inst, raise_on_error=True)
+        evals = {e.check_name: e.passed for e in health.get_asset_check_evaluations()}
+    assert evals["access_sla"] is False and evals["erasure_sla"] is True
+
     # the compliance report as of FIXED_NOW: the request is open and overdue (a finding), listed in the HTML
     rep = build_report(s, week_containing(FIXED_NOW), now=FIXED_NOW, write_prometheus=False)
     a = rep.summary["access"]
@@ -187,7 +194,6 @@ def test_sla_report_and_sensor(populated_settings, code_location_env):
     assert "aisg_access_open_requests 1\n" in prom and f"aisg_access_oldest_open_request_age_seconds {40 * 86400}\n" in prom
 
     # the erasure inbox sensor picks up an access request and launches access_export (with the pending one)
-    code_location_env(s)
     (s.erasure_inbox / "a.json").write_text(json.dumps({"type": "access", "request_id": "acc-inbox", "subject_id": "subj-en-002",
                                                         "requested_by": "dpo"}))
     instance = dg.DagsterInstance.get()

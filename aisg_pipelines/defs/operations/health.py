@@ -68,10 +68,11 @@ def compliance_reports_fresh(context: dg.AssetCheckExecutionContext) -> dg.Asset
 
 
 def health_selection() -> dg.AssetSelection:
+    from ..access.assets import access_sla  # GDPR access requests: the same 30-day deadline (issue 17)
     from ..erasure.assets import erasure_sla
     from ..retention.checks import retention_checks
 
-    return dg.AssetSelection.checks(erasure_sla, *retention_checks, ledger_chain_intact, compliance_reports_fresh)
+    return dg.AssetSelection.checks(erasure_sla, access_sla, *retention_checks, ledger_chain_intact, compliance_reports_fresh)
 
 
 governance_health_job = dg.define_asset_job(
