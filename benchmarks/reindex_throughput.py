@@ -1,6 +1,7 @@
 """Reindex throughput: bare SentenceTransformer.encode vs our embed-and-write and whole reindex vs LangChain index().
 
     python benchmarks/reindex_throughput.py [--chunks 3000] [--batches 10] [--batch-size 32] [--no-peer]
+                                           [--backends torch,onnx,onnx-int8] [--int8-quantization JSON]
 
 In one process, on the same generated chunks (PII-laden Korean/English sample texts cut by
 the project chunker) and the same bundled all-MiniLM-L6-v2 with the same batch size:
@@ -22,7 +23,14 @@ the project chunker) and the same bundled all-MiniLM-L6-v2 with the same batch s
 4. the peer: LangChain `index()` (langchain-classic SQLRecordManager on SQLite, cleanup
    "incremental") writing to the langchain-community LanceDB vector store, same texts,
    same model object and batch size; full run and no-change re-run;
-5. peak RSS (resource.getrusage) after each phase.
+5. peak RSS (resource.getrusage) after each phase;
+6. backends as rows (issue 15): after 2., the store (with `bench` active, torch) is copied
+   once per backend and a whole `reindex` of a new version `bench_<backend>` (torch, onnx,
+   onnx-int8) runs in a fresh child process on its copy, so each has its own peak RSS
+   (VmHWM) and none pays for another's imports. The ONNX exports are built (or found in the
+   cache) before, and their build time is reported on its own. The onnx and onnx-int8
+   reindexes include the retrieval-parity gate against `bench` (fp32 torch); the parent then
+   compares their stored vectors with `bench`'s (cosine).
 
 Other processes may share the CPUs, so the table shows wall time and this process's CPU
 time (all threads), plus the load average before and after. Prints the machine, a markdown
@@ -142,6 +150,77 @@ def run_peer(root: Path, texts: list[str], doc_ids: list[str], model, batch_size
     return {"full": full, "again": again, "first": r1, "second": r2, "rows": vs.get_table().count_rows(), "peak_mib": peak_full}
 
 
+def child_reindex(root: Path, name: str, backend: str, quantization: str, batch_size: int, sample: int, window: int, cache: str) -> None:
+    """One whole reindex in this (fresh) process; prints CHILD_RESULT <json>."""
+    from _common import peak_rss_mib
+
+    from aisg_pipelines.governance.reindex import ValidationFailed
+
+    os.environ["AISG_MODEL_CACHE_DIR"] = cache
+    store = LanceStore(str(root / "lancedb"))
+    ledger = Ledger(f"sqlite:///{root / 'ledger.db'}")
+    spec = EmbedVersionSpec(name=name, model_path=bundled_model_path(), max_seq_length=256, backend=backend, quantization=quantization)
+    out: dict = {"backend": backend, "rss_before_mib": peak_rss_mib()}
+    with Timer() as t:
+        try:
+            res = reindex(store, ledger, spec, batch_size=batch_size, sample_size=sample, window=window)
+            out.update(passed=True, activated=res.activated)
+        except ValidationFailed as exc:
+            res = None
+            out.update(passed=False, activated=False, reasons=exc.report.reasons)
+            rep = exc.report
+    if res is not None:
+        rep = res.validation
+        out.update(embedded=res.embedded, embed_s=res.embed_seconds, encode_s=res.encode_seconds, validate_s=res.validate_seconds)
+    out.update(wall=t.wall, cpu=t.cpu, self_top1=rep.self_top1, peak_rss_mib=peak_rss_mib(),
+               heavy=[m for m in ("torch", "sentence_transformers", "onnxruntime") if m in sys.modules])
+    if rep.parity is not None:
+        out["parity"] = rep.parity.figures()
+    print("CHILD_RESULT " + json.dumps(out), flush=True)
+
+
+def run_backends(root: Path, backends: list[str], quantization: str, args, n: int) -> list[dict]:
+    """Each backend's whole reindex in a child process on its own copy of the store."""
+    import subprocess
+
+    from aisg_pipelines.governance.onnx_backend import canonical_quantization, ensure_export
+
+    cache = str(root / "onnx_cache")
+    exports = {}
+    for b in backends:
+        if b != "torch":
+            q = canonical_quantization(b, quantization if b == "onnx-int8" else "")
+            exports[b] = ensure_export(bundled_model_path(), b, q, cache_dir=Path(cache))
+            print(f"export {b}: {'built' if exports[b].built else 'cached'} in {exports[b].seconds:.1f}s ({exports[b].path.stat().st_size / 2**20:.0f} MiB)")
+    results = []
+    for b in backends:
+        copy = root / f"copy_{b}"
+        shutil.rmtree(copy, ignore_errors=True)
+        copy.mkdir()
+        shutil.copytree(root / "lancedb", copy / "lancedb")
+        shutil.copy(root / "ledger.db", copy / "ledger.db")
+        name = "bench_" + b.replace("-", "_")
+        cmd = [sys.executable, __file__, "--child-reindex", str(copy), "--child-version", name, "--child-backend", b,
+               "--child-quantization", quantization if b == "onnx-int8" else "", "--child-cache", cache,
+               "--batch-size", str(args.batch_size), "--sample", str(args.sample), "--window", str(args.window)]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((l for l in p.stdout.splitlines() if l.startswith("CHILD_RESULT ")), None)
+        if line is None:
+            raise RuntimeError(f"child {b} failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
+        r = json.loads(line.removeprefix("CHILD_RESULT "))
+        if b != "torch":
+            store = LanceStore(str(copy / "lancedb"))
+            import numpy as np
+
+            ref = {x["chunk_id"]: np.asarray(x["vector"], np.float32) for x in store.scan("embeddings_bench", ["chunk_id", "vector"]).to_pylist()}
+            got = {x["chunk_id"]: np.asarray(x["vector"], np.float32) for x in store.scan(f"embeddings_{name}", ["chunk_id", "vector"]).to_pylist()}
+            cos = np.array([float(got[c] @ ref[c] / (np.linalg.norm(got[c]) * np.linalg.norm(ref[c]))) for c in ref if c in got])
+            r.update(cos_mean=float(cos.mean()), cos_min=float(cos.min()), cos_n=len(cos), export_s=exports[b].seconds)
+        results.append(r)
+        shutil.rmtree(copy, ignore_errors=True)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chunks", type=int, default=3000)
@@ -152,7 +231,17 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=2048, help="texts per length-sorted encode window of reindex")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temp store")
+    ap.add_argument("--backends", default="torch,onnx,onnx-int8", help="whole reindex per backend in child processes ('' = none)")
+    ap.add_argument("--int8-quantization", default="", help="onnx-int8 settings as JSON (default: the backend's defaults)")
+    ap.add_argument("--child-reindex", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-version", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-backend", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-quantization", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--child-cache", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child_reindex:
+        child_reindex(Path(args.child_reindex), args.child_version, args.child_backend, args.child_quantization, args.batch_size, args.sample, args.window, args.child_cache)
+        return
 
     load0 = os.getloadavg()
     print(f"machine: nproc={os.cpu_count()} cpu={_cpu_model()!r} ram={_mem_gib():.0f}GiB python={platform.python_version()} "
@@ -189,6 +278,9 @@ def main() -> None:
     assert res.activated and res.embedded == len(texts) and store.count("embeddings_bench") == len(texts)
     rss_ours = _peak_mib()
     version = VersionRegistry(ledger).require("bench")
+
+    backends = [b for b in args.backends.split(",") if b]
+    backend_rows = run_backends(root, backends, args.int8_quantization, args, len(texts)) if backends else []
 
     with Timer() as rerun_embed:
         again = [embed_batch(store, version, b, batch_size=args.batch_size) for b in sorted({r["batch_id"] for r in store.scan(CHUNKS, ["batch_id"]).to_pylist()})]
@@ -251,6 +343,19 @@ def main() -> None:
     print(f"| ours: whole reindex again (0 embedded, gate result reused if nothing changed) | {rerun_full.wall:.3f} | {100 * rerun_full.wall / ours.wall:.2f}% |")
     if peer:
         print(f"| LangChain index() again (0 added, {peer['second']['num_skipped']} skipped) | {peer['again'].wall:.3f} | {100 * peer['again'].wall / peer['full'].wall:.2f}% |")
+    if backend_rows:
+        print()
+        print("| backend: whole reindex of a new version, child process | wall s | CPU s | chunks/s (wall) | × bare torch encode (wall) | × bare (CPU) | "
+              "encode s | gate s | recall@10 vs fp32 (strict) | cosine to torch mean / min | gate | peak RSS MiB |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+        for r in backend_rows:
+            par = r.get("parity") or {}
+            rec = f"{par['recall_at_10']:.3f} ({par['recall_at_10_strict']:.3f})" if par else "n/a"
+            cos = f"{r['cos_mean']:.5f} / {r['cos_min']:.5f}" if "cos_mean" in r else "(is torch)"
+            gate = "passed" if r["passed"] else "REFUSED: " + "; ".join(r.get("reasons", []))[:160]
+            print(f"| {r['backend']} | {r['wall']:.2f} | {r['cpu']:.2f} | {n / r['wall']:.1f} | {(n / r['wall']) / bare_rate:.3f} | {(n / r['cpu']) / bare_cpu_rate:.3f} | "
+                  f"{r.get('encode_s', float('nan')):.2f} | {r.get('validate_s', float('nan')):.2f} | {rec} | {cos} | {gate} | {r['peak_rss_mib']:.0f} |")
+        print("modules loaded by each child: " + "; ".join(f"{r['backend']}: {', '.join(r['heavy']) or 'none'}" for r in backend_rows))
     print()
     print(f"I/O hiding: embed-and-write vs bare token-sorted encode (same batching, no I/O): {sorted_bare.wall / embed_wall:.3f}x")
     print(f"ours, inside the whole reindex: embedding phase {res.embed_seconds:.2f}s (encode {res.encode_seconds:.2f}s), "
@@ -267,6 +372,16 @@ def main() -> None:
         "rerun_reindex_pct": 100 * rerun_full.wall / ours.wall, "validate_s": res.validate_seconds,
         "peak_rss_mib": _peak_mib(), "load_start": load0[0], "load_end": load1[0],
     }
+    for r in backend_rows:
+        key = r["backend"].replace("-", "_")
+        out[f"{key}_reindex_x_bare"] = (n / r["wall"]) / bare_rate
+        out[f"{key}_reindex_x_bare_cpu"] = (n / r["cpu"]) / bare_cpu_rate
+        out[f"{key}_peak_rss_mib"] = r["peak_rss_mib"]
+        out[f"{key}_gate_passed"] = r["passed"]
+        if r.get("parity"):
+            out[f"{key}_recall_at_10"] = r["parity"]["recall_at_10"]
+        if "cos_min" in r:
+            out[f"{key}_cos_min"] = r["cos_min"]
     if peer:
         m = peer["first"]["num_added"]
         out.update(peer_cps=m / peer["full"].wall, peer_cps_cpu=m / peer["full"].cpu, peer_rerun_pct=100 * peer["again"].wall / peer["full"].wall)
