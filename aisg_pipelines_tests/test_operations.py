@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from aisg_pipelines.defs.operations.retry import aisg_retry, is_transient, retry_delays
+from aisg_pipelines.defs.retry import aisg_retry, is_transient, retry_delays
 from aisg_pipelines.governance.alerts import Alert, AlertDeliveryError, send_alert
 from aisg_pipelines.governance.ledger import Ledger
 

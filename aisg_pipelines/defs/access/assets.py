@@ -10,6 +10,7 @@ from datetime import datetime
 import dagster as dg
 
 from ..erasure.assets import ErasureClockResource
+from ..retry import aisg_retry
 from ..metadata import md_table
 from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
 
@@ -29,6 +30,7 @@ class AccessRunConfig(dg.Config):
     ),
     tags={"aisg/area": "access"},
 )
+@aisg_retry
 def access_requests(
     context: dg.AssetExecutionContext,
     config: AccessRunConfig,

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from ..retry import aisg_retry
 from ..metadata import column_schema
 from ..partitions import embeddings_partitions
 from ..resources import EmbeddingModelResource, LanceStoreResource, LedgerResource
@@ -25,6 +26,7 @@ from ..resources import EmbeddingModelResource, LanceStoreResource, LedgerResour
     ),
     tags={"aisg/area": "embeddings"},
 )
+@aisg_retry
 def embeddings(
     context: dg.AssetExecutionContext,
     lance: LanceStoreResource,

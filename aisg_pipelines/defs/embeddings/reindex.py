@@ -12,6 +12,7 @@ from typing import Optional
 import dagster as dg
 
 from ..partitions import embed_versions, embeddings_key, ingest_batches
+from ..retry import aisg_retry
 from ..resources import EmbeddingModelResource, LanceStoreResource, LedgerResource
 
 REINDEX_TAGS = {"aisg/job": "reindex", "aisg/area": "embeddings"}
@@ -82,6 +83,7 @@ def _summary_metadata(result, extra: Optional[dict] = None) -> dict:
     description="Register/check the version, embed every batch (incremental, resumable), run the validation gate, activate atomically.",
     tags={"aisg/area": "embeddings"},
 )
+@aisg_retry
 def reindex_all_op(
     context: dg.OpExecutionContext,
     config: ReindexConfig,
@@ -162,6 +164,7 @@ def reindex_all_job():
 
 
 @dg.op(description="Re-activate the previous (or named) embed_version after catching it up and validating it.", tags={"aisg/area": "embeddings"})
+@aisg_retry
 def rollback_embed_version_op(
     context: dg.OpExecutionContext,
     config: RollbackConfig,

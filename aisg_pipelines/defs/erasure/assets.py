@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from ..retry import aisg_retry
 from ..metadata import md_table
 from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
 
@@ -48,6 +49,7 @@ def requests_table(rows: list[dict], now: datetime) -> str:
     ),
     tags={"aisg/area": "erasure"},
 )
+@aisg_retry
 def erasure_requests(
     context: dg.AssetExecutionContext,
     config: ErasureRunConfig,

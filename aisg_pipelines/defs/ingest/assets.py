@@ -4,6 +4,7 @@
 import dagster as dg
 
 from ...governance.chunking import ChunkerParams
+from ..retry import aisg_retry
 from ..metadata import column_schema, counts_table, md_table
 from ..partitions import ingest_batches
 from ..resources import (
@@ -31,6 +32,7 @@ from ..resources import (
     ),
     tags={"aisg/area": "ingest"},
 )
+@aisg_retry
 def documents(
     context: dg.AssetExecutionContext,
     lance: LanceStoreResource,
@@ -99,6 +101,7 @@ def documents(
     ),
     tags={"aisg/area": "ingest"},
 )
+@aisg_retry
 def chunks(context: dg.AssetExecutionContext, lance: LanceStoreResource, ledger: LedgerResource, embedding_model: EmbeddingModelResource) -> dg.MaterializeResult:
     from ...governance.pipeline import chunk_documents
     from ...governance.store import CHUNKS_SCHEMA

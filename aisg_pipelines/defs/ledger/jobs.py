@@ -7,6 +7,7 @@ certificate, compliance report and 7-year prune, by the code that makes them.
 
 import dagster as dg
 
+from ..retry import aisg_retry
 from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
 
 
@@ -17,6 +18,7 @@ from ..resources import GovernancePathsResource, LandingZoneResource, LanceStore
     "from the previous checkpoint: a rewritten history is never signed.",
     tags={"aisg/area": "ledger"},
 )
+@aisg_retry
 def sign_ledger_checkpoint(
     context: dg.OpExecutionContext,
     lance: LanceStoreResource,

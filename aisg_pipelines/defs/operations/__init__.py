@@ -1,4 +1,4 @@
-"""Operations: alerts, the governance_health job, the AISG retry policy, run-after-run scheduling."""
+"""Operations: alerts, the governance_health job, run-after-run scheduling (the AISG retry policy is defs/retry.py)."""
 
 import dagster as dg
 

@@ -47,19 +47,30 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, ledger: LedgerReso
     context.log.info(f"run {run.run_id} ({run.job_name}) failed: {'alert sent' if sent else 'already alerted'}")
 
 
+def _run_unfinished(instance: dg.DagsterInstance, run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id)
+    return run is not None and not run.is_finished
+
+
 def check_evaluations(instance: dg.DagsterInstance, check_keys, seen: dict) -> list[dict]:
     """Completed evaluations newer than `seen[check]` (an execution-record id per check),
     oldest first. Works on every event-log storage (run-sharded sqlite included)."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
+
     out = []
     for key in check_keys:
         name = f"{key.asset_key.to_user_string()}/{key.name}"
         after = seen.get(name, 0)
-        for r in instance.event_log_storage.get_asset_check_execution_history(key, limit=_BATCH):
-            if r.id <= after:
-                break
+        newer = [r for r in instance.event_log_storage.get_asset_check_execution_history(key, limit=_BATCH) if r.id > after]
+        # a record still in progress is updated in place later (same id): stop before it
+        pending = [r.id for r in newer if r.status not in (Status.SUCCEEDED, Status.FAILED) and _run_unfinished(instance, r.run_id)]
+        for r in newer:
+            if pending and r.id >= min(pending):
+                continue
             ev = r.evaluation
-            if ev is None:
-                continue  # planned, or the check errored (then its run failed: alert_on_run_failure)
+            if not isinstance(ev, AssetCheckEvaluation):
+                continue  # the check errored (then its run failed: alert_on_run_failure)
             md = {k: getattr(v, "value", v) for k, v in (ev.metadata or {}).items()}
             out.append({"check": name, "id": r.id, "passed": bool(ev.passed), "run_id": r.run_id, "description": ev.description or "",
                         "severity": getattr(ev.severity, "value", str(ev.severity)), "metadata": md})

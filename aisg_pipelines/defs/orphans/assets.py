@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ..retry import aisg_retry
 from ..metadata import md_table
 from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource
 
@@ -97,6 +98,7 @@ def report_metadata(report, csv_path) -> dict:
     ),
     tags={"aisg/area": "orphans"},
 )
+@aisg_retry
 def orphan_report(
     context: dg.AssetExecutionContext,
     config: OrphanReportConfig,
@@ -138,6 +140,7 @@ class OrphanCleanupConfig(dg.Config):
     description="Detect orphans now and clean the cleanable kinds (dry_run: true by default: count only).",
     tags={"aisg/area": "orphans"},
 )
+@aisg_retry
 def clean_orphans(
     context: dg.OpExecutionContext,
     config: OrphanCleanupConfig,

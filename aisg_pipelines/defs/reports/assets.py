@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from ..retry import aisg_retry
 from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
 
 DEFAULT_TIMEZONE = "Asia/Seoul"
@@ -114,6 +115,7 @@ _DESCRIPTION = (
     description=_DESCRIPTION.format(what="ISO week, Monday 00:00 to Monday 00:00", tz=REPORT_TIMEZONE),
     tags={"aisg/area": "reports"},
 )
+@aisg_retry
 def compliance_report_weekly(
     context: dg.AssetExecutionContext,
     lance: LanceStoreResource,
@@ -131,6 +133,7 @@ def compliance_report_weekly(
     description=_DESCRIPTION.format(what="calendar month", tz=REPORT_TIMEZONE),
     tags={"aisg/area": "reports"},
 )
+@aisg_retry
 def compliance_report_monthly(
     context: dg.AssetExecutionContext,
     lance: LanceStoreResource,

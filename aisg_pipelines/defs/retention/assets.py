@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from ..retry import aisg_retry
 from ..metadata import md_table
 from ..resources import (
     GovernancePathsResource,
@@ -60,6 +61,7 @@ def _telemetry(context: dg.AssetExecutionContext, kind: str, lance, landing, pat
     ),
     tags={"aisg/area": "retention"},
 )
+@aisg_retry
 def system_logs(context: dg.AssetExecutionContext, lance: LanceStoreResource, landing: LandingZoneResource, paths: GovernancePathsResource,
                 pii: PiiScrubberResource) -> dg.MaterializeResult:
     return _telemetry(context, "system_logs", lance, landing, paths, pii)
@@ -77,6 +79,7 @@ def system_logs(context: dg.AssetExecutionContext, lance: LanceStoreResource, la
     ),
     tags={"aisg/area": "retention"},
 )
+@aisg_retry
 def metrics(context: dg.AssetExecutionContext, lance: LanceStoreResource, landing: LandingZoneResource, paths: GovernancePathsResource,
             pii: PiiScrubberResource) -> dg.MaterializeResult:
     return _telemetry(context, "metrics", lance, landing, paths, pii)
@@ -106,6 +109,7 @@ def parse_as_of(value: str) -> datetime:
     ),
     tags={"aisg/area": "retention"},
 )
+@aisg_retry
 def retention_report(
     context: dg.AssetExecutionContext,
     config: RetentionConfig,
