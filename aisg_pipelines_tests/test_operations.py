@@ -167,3 +167,28 @@ def test_retry_backoff_in_a_run(monkeypatch):
     calls.clear()
     res = dg.materialize([bad_config], raise_on_error=False)
     assert not res.success and calls == [-1.0]  # deterministic: not retried
+
+
+def test_every_schedule_and_sensor_runs_by_default():
+    defs = fresh_defs()
+    repo = defs.get_repository_def()
+    assert {s.name: s.default_status for s in repo.schedule_defs if s.default_status != dg.DefaultScheduleStatus.RUNNING} == {}
+    assert {s.name: s.default_status for s in repo.sensor_defs if s.default_status != dg.DefaultSensorStatus.RUNNING} == {}
+    names = {s.name for s in repo.schedule_defs}
+    assert {"governance_health_daily", "compliance_report_weekly_schedule", "compliance_report_monthly_schedule", "retention_daily"} <= names
+    assert "orphan_report_daily" not in names  # runs after retention instead (no scan during the purge)
+
+
+def test_orphan_report_runs_after_a_successful_retention_run(settings, code_location_env):
+    code_location_env(settings)
+    defs = fresh_defs()
+    sensor = defs.get_repository_def().get_sensor_def("orphan_report_after_retention")
+    with dg.instance_for_test() as instance:
+        res = defs.resolve_job_def("retention").execute_in_process(instance=instance, run_config={"ops": {"retention_report": {"config": {"dry_run": True}}}})
+        assert res.success
+        run = instance.get_run_by_id(res.run_id)
+        ev = [e for e in instance.all_logs(res.run_id) if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_SUCCESS][0]
+        ctx = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance, dagster_run=run, dagster_event=ev.dagster_event)
+        req = sensor(ctx)
+        assert req.run_key == f"orphans_after:{res.run_id}"
+        assert sensor.job_name == "orphan_report_job"

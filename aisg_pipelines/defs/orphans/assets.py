@@ -189,11 +189,5 @@ orphan_report_job = dg.define_asset_job(
     "orphan_report_job", selection=dg.AssetSelection.assets("orphan_report"), description="Materialise orphan_report.", tags={"aisg/job": "orphans"}
 )
 
-orphan_report_daily = dg.ScheduleDefinition(
-    name="orphan_report_daily",
-    job=orphan_report_job,
-    cron_schedule="30 3 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Daily orphan report (its audit events give the compliance report its trend).",
-)
+# No fixed-time schedule: the orphan report runs after each successful retention run
+# (sensor orphan_report_after_retention in defs/operations/health.py), never during the purge.

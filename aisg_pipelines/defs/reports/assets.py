@@ -155,10 +155,10 @@ compliance_report_monthly_job = dg.define_asset_job(
 
 # Monday 06:00 and the 1st 06:00 in the report timezone; each run reports the period just ended.
 compliance_report_weekly_schedule = dg.build_schedule_from_partitioned_job(
-    compliance_report_weekly_job, name="compliance_report_weekly_schedule", hour_of_day=6, minute_of_hour=0, day_of_week=1,
+    compliance_report_weekly_job, name="compliance_report_weekly_schedule", hour_of_day=6, minute_of_hour=0, day_of_week=1, default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Weekly compliance report, Monday 06:00 (report timezone), for the week that just ended.",
 )
 compliance_report_monthly_schedule = dg.build_schedule_from_partitioned_job(
-    compliance_report_monthly_job, name="compliance_report_monthly_schedule", hour_of_day=6, minute_of_hour=0, day_of_month=1,
+    compliance_report_monthly_job, name="compliance_report_monthly_schedule", hour_of_day=6, minute_of_hour=0, day_of_month=1, default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Monthly compliance report, 1st of the month 06:00 (report timezone), for the month that just ended.",
 )
