@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+from pathlib import Path
+
 import pytest
 
 from aisg_pipelines.governance import access as ac
@@ -154,6 +156,27 @@ def test_subject_with_no_data_gets_a_valid_signed_export_saying_so(populated_set
     assert ac.expire_exports(s, now=gen + timedelta(days=31)) == [out["export_id"]]
     assert not (ac.exports_root(s) / out["export_id"]).exists()
     assert Ledger(s.ledger_url).events("access.exports_expired")[0].details["export_ids"] == [out["export_id"]]
+
+
+def test_legal_holds_are_listed_and_held_items_have_no_deletion_date(populated_settings):
+    from aisg_pipelines.governance.ids import subject_hash
+    from aisg_pipelines.governance.secrets import load_or_create_salt
+
+    s, manifest = populated_settings
+    held = manifest["legal_hold_subject"]
+    flagged = {d["doc_id"] for d in manifest["documents"] if d["legal_hold"]}
+    _, (out,) = ac.request_access(s, held, requested_by="dpo", request_id="acc-held")
+    doc = json.loads(Path(out["export_path"]).read_bytes())
+    by_id = {d["doc_id"]: d["retention"] for d in doc["documents"]}
+    assert flagged & set(by_id) and all(by_id[d]["held"] and by_id[d]["deletes_at"] is None for d in flagged & set(by_id))
+    assert all(r["deletes_at"] for d, r in by_id.items() if d not in flagged)
+    # a subject-wide hold in the ledger: listed, and nothing of the subject has a deletion date
+    other = next(x["subject_id"] for x in manifest["subjects"] if x["subject_id"] != held)
+    Ledger(s.ledger_url).add_legal_hold("subject", subject_hash(other, load_or_create_salt(s)), "litigation 2026-17")
+    _, (out,) = ac.request_access(s, other, requested_by="dpo", request_id="acc-held-2")
+    doc = json.loads(Path(out["export_path"]).read_bytes())
+    assert [(h["scope"], h["reason"], h["active"]) for h in doc["legal_holds"]] == [("subject", "litigation 2026-17", True)]
+    assert doc["documents"] and all(d["retention"]["held"] and d["retention"]["deletes_at"] is None for d in doc["documents"])
 
 
 def test_sla_report_and_sensor(populated_settings, code_location_env):
