@@ -3,6 +3,7 @@
 import dagster as dg
 
 from .alerts import alert_on_check_failure, alert_on_run_failure
+from .metrics import prometheus_textfile_refresh
 from .health import (
     audit_ledger,
     compliance_reports_fresh,
@@ -17,5 +18,5 @@ defs = dg.Definitions(
     asset_checks=[ledger_chain_intact, compliance_reports_fresh],
     jobs=[governance_health_job],
     schedules=[governance_health_daily],
-    sensors=[alert_on_run_failure, alert_on_check_failure, orphan_report_after_retention],
+    sensors=[alert_on_run_failure, alert_on_check_failure, orphan_report_after_retention, prometheus_textfile_refresh],
 )
