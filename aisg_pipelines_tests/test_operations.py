@@ -192,3 +192,44 @@ def test_orphan_report_runs_after_a_successful_retention_run(settings, code_loca
         req = sensor(ctx)
         assert req.run_key == f"orphans_after:{res.run_id}"
         assert sensor.job_name == "orphan_report_job"
+
+
+def test_inbox_requests_must_be_signed_when_a_key_is_configured(settings, monkeypatch):
+    from aisg_pipelines.governance.erasure import get_request, rejected_dir, scan_inbox
+    from aisg_pipelines.governance.inbox_auth import KEY_ENV, sign_request
+
+    key = bytes(range(32))
+    (settings.secrets_dir).mkdir(parents=True, exist_ok=True)
+    (settings.secrets_dir / "inbox.key").write_text(key.hex())
+    monkeypatch.setenv(KEY_ENV, str(settings.secrets_dir / "inbox.key"))
+    inbox = settings.erasure_inbox
+    inbox.mkdir(parents=True)
+    base = {"subject_id": "subj-a", "requested_by": "user:subj-a via /analytics/erase", "reason": "art17"}
+    (inbox / "signed.json").write_text(json.dumps(sign_request({**base, "request_id": "er-signed"}, key)))
+    (inbox / "unsigned.json").write_text(json.dumps({**base, "request_id": "er-unsigned"}))
+    forged = sign_request({**base, "request_id": "er-forged"}, key)
+    forged["subject_id"] = "subj-b"  # altered after signing
+    (inbox / "forged.json").write_text(json.dumps(forged))
+    (inbox / "otherkey.json").write_text(json.dumps(sign_request({**base, "request_id": "er-otherkey"}, b"k" * 32)))
+    led = Ledger(settings.ledger_url)
+    scan = scan_inbox(settings, led)
+    assert scan.accepted == ["er-signed"] and get_request(led, "er-signed")["status"] == "received"
+    reasons = {name: (code, detail) for name, code, detail in scan.rejected}
+    assert reasons["unsigned.json"][0] == "unsigned_request" and "no signature field" in reasons["unsigned.json"][1]
+    assert reasons["forged.json"][0] == "bad_signature" and "does not match" in reasons["forged.json"][1]
+    assert reasons["otherkey.json"][0] == "bad_signature"
+    # the readable reason is next to the moved file, and the rejection is in the ledger
+    texts = " ".join(p.read_text() for p in rejected_dir(settings).rglob("*") if p.is_file() and "reason" in p.name)
+    assert "unsigned_request" in texts and "bad_signature" in texts
+    assert sorted(e.details["code"] for e in led.events("erasure.rejected")) == ["bad_signature", "bad_signature", "unsigned_request"]
+    assert not list(inbox.glob("*.json"))
+
+
+def test_inbox_without_a_key_accepts_unsigned_requests(settings, monkeypatch):
+    from aisg_pipelines.governance.erasure import scan_inbox
+    from aisg_pipelines.governance.inbox_auth import KEY_ENV
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    settings.erasure_inbox.mkdir(parents=True)
+    (settings.erasure_inbox / "r.json").write_text(json.dumps({"request_id": "er-dev", "subject_id": "subj-a", "requested_by": "dev"}))
+    assert scan_inbox(settings, Ledger(settings.ledger_url)).accepted == ["er-dev"]

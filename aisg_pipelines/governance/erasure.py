@@ -281,13 +281,20 @@ def scan_inbox(settings, ledger: Ledger, *, now: datetime | None = None) -> Inbo
     out = InboxScan()
     if not inbox.exists():
         return out
+    from .inbox_auth import SignatureRejected, load_key, verify  # HMAC-signed requests (issue 13)
+
+    key = load_key()
     for path in sorted(p for p in inbox.iterdir() if p.is_file() and p.suffix == ".json"):
         try:
             raw = path.read_bytes()[:1_000_000]
         except OSError:
             continue  # vanished or unreadable right now: next tick
         try:
-            req = parse_request(raw, source="inbox", now=now)
+            try:
+                body = verify(raw, key)
+            except SignatureRejected as sig:
+                raise RequestRejected(sig.code, sig.detail) from None
+            req = parse_request(body, source="inbox", now=now)
             if req.type == "access":
                 from .access import intake as access_intake
 

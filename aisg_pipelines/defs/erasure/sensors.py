@@ -163,6 +163,10 @@ def erasure_inbox_sensor(
     scan = scan_inbox(s, led)
     for name, code, detail in scan.rejected:
         context.log.warning(f"erasure request file {name} rejected: {code} {detail}")
+    from ...governance.inbox_auth import KEY_ENV
+
+    if not os.environ.get(KEY_ENV) and scan.accepted:
+        context.log.warning(f"{KEY_ENV} is not set: {len(scan.accepted)} inbox request(s) accepted without a signature (development only)")
     launch, key = plan_run(context.instance, pending_request_ids(s, led), log=context.log)
     from ...governance.access import pending_request_ids as access_pending
     from ..access.jobs import ACCESS_REQUESTS_TAG
