@@ -228,8 +228,10 @@ def _fetch_rows(store, table: str, column: str, ids: list[str], columns: list[st
     return out
 
 
-def build_export(settings, store, ledger: Ledger, subject_id: str, request_id: str, *, now: datetime | None = None) -> tuple[dict, er.Manifest]:
-    """The unsigned export fields (everything but the signature and ledger anchor)."""
+def build_export(settings, store, ledger: Ledger, subject_id: str, request_id: str, *, now: datetime | None = None,
+                 manifest: er.Manifest | None = None) -> tuple[dict, er.Manifest]:
+    """The unsigned export fields (everything but the signature and ledger anchor). `manifest`:
+    the subject's erasure discovery when already made (a batch of requests shares one)."""
     from .store import CHUNKS, DOCUMENTS, EMBEDDINGS_PREFIX
     from .landing import SIDECAR_SUFFIX
 
@@ -237,8 +239,7 @@ def build_export(settings, store, ledger: Ledger, subject_id: str, request_id: s
     days = policy_days()
     salt = er._salt(settings)
     h = subject_hash(subject_id, salt)
-    manifests, _ = er.discover(settings, store, {subject_id: request_id})
-    man = manifests[request_id]
+    man = manifest if manifest is not None else er.discover(settings, store, {subject_id: request_id})[0][request_id]
 
     # legal holds: subject-scoped by salted hash, document-scoped by each doc id's hash
     from .ledger import legal_holds
@@ -393,6 +394,13 @@ def process_requests(settings, request_ids: list[str] | None = None, *, ledger: 
     ledger = ledger or Ledger(settings.ledger_url)
     store = store or LanceStore(settings.lancedb_uri, settings.lancedb_storage_options)
     ids = request_ids if request_ids is not None else pending_request_ids(settings, ledger)
+    # one discovery pass (a scan per table) for every subject of the batch, as erasure does
+    subjects: dict[str, str] = {}
+    for rid in ids:
+        pf = pending_dir(settings) / f"{rid}.json"
+        if pf.exists():
+            subjects.setdefault(json.loads(pf.read_text(encoding="utf-8"))["request"]["subject_id"], rid)
+    manifests = er.discover(settings, store, subjects)[0] if subjects else {}
     outcomes = []
     for rid in ids:
         pf = pending_dir(settings) / f"{rid}.json"
@@ -403,7 +411,8 @@ def process_requests(settings, request_ids: list[str] | None = None, *, ledger: 
         req = json.loads(pf.read_text(encoding="utf-8"))["request"]
         try:
             gen = _utc(now)
-            fields, man = build_export(settings, store, ledger, req["subject_id"], rid, now=gen)
+            fields, man = build_export(settings, store, ledger, req["subject_id"], rid, now=gen,
+                                       manifest=manifests.get(subjects.get(req["subject_id"], "")))
             xid = export_id_for(rid)
             requested = _parse_ts(req["requested_at"])
             deadline = requested + timedelta(days=SLA_DAYS)
