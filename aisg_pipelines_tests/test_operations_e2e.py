@@ -112,12 +112,16 @@ def stack(tmp_path_factory):
             p = subprocess.Popen(args, cwd=root, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         procs.append(Proc(name, p, log))
 
-    start("code_server", [str(BIN / "dagster"), "api", "grpc", "-m", "aisg_pipelines_tests.faulty_location", "-h", "127.0.0.1", "-p", str(port),
-                          "--location-name", LOCATION])
-    start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(ws)])
+    # create the instance's sqlite databases here, once, before several processes (and sensor
+    # threads) open them concurrently for the first time (alembic stamps them on creation)
     from dagster._core.instance.ref import InstanceRef
 
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    instance.get_runs(limit=1)
+    instance.all_instigator_state()
+    start("code_server", [str(BIN / "dagster"), "api", "grpc", "-m", "aisg_pipelines_tests.faulty_location", "-h", "127.0.0.1", "-p", str(port),
+                          "--location-name", LOCATION])
+    start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(ws)])
 
     def logs():
         return "\n".join(p.tail() for p in procs)
@@ -220,3 +224,48 @@ def test_transient_lancedb_error_is_retried_with_the_aisg_backoff(stack):
     assert [e.dagster_event.event_specific_data.seconds_to_wait for e in ups] == [1.0, 5.0]
     # a retried run that succeeds is not an incident
     assert not stack.receiver.incidents(f"run_failure:{run.run_id}")
+
+
+def test_read_only_webserver_refuses_mutations(stack):
+    """The compliance officers' webserver (`dagster-webserver --read-only`, deploy/): GraphQL
+    queries work, a launch (here: a live retention run) is refused, nothing is launched."""
+    import urllib.request
+
+    port = free_port()
+    log = stack.root / "webserver_ro.log"
+    with open(log, "ab") as fh:
+        p = subprocess.Popen([str(BIN / "dagster-webserver"), "-w", str(stack.ws), "-h", "127.0.0.1", "-p", str(port), "--read-only"],
+                             cwd=stack.root, env=stack.env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    web = Proc("webserver_ro", p, log)
+    try:
+        def gql(query, variables=None):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+
+        def up():
+            try:
+                return gql("{ version }")["data"]["version"]
+            except Exception:  # noqa: BLE001 - not listening yet
+                return None
+
+        wait_for("read-only webserver", up, 120, interval=0.5, on_timeout=web.tail)
+        before = len(stack.instance.get_runs(filters=dg.RunsFilter(job_name="retention")))
+        res = gql(
+            "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename ... on UnauthorizedError { message } } }",
+            {"p": {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "jobName": "retention"},
+                   "runConfigData": {"ops": {"retention_report": {"config": {"dry_run": False}}}}}},
+        )
+        assert res["data"]["launchRun"]["__typename"] == "UnauthorizedError", res
+        sched = gql(
+            "mutation($s: ScheduleSelector!) { startSchedule(scheduleSelector: $s) { __typename } }",
+            {"s": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "scheduleName": "retention_daily"}},
+        )
+        assert sched["data"]["startSchedule"]["__typename"] == "UnauthorizedError", sched
+        assert len(stack.instance.get_runs(filters=dg.RunsFilter(job_name="retention"))) == before
+        # reading still works: the jobs of the location are listed
+        q = gql('{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }')
+        assert "erasure" in {j["name"] for n in q["data"]["repositoriesOrError"]["nodes"] for j in n["jobs"]}
+    finally:
+        web.stop()
