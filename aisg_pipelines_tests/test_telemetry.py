@@ -87,3 +87,51 @@ def test_garbage_files_never_fail_the_ingest(settings):
     assert r.malformed_by_reason == {"not_utf8": 1, "not_object": 1, "bad_timestamp": 1, "bad_value": 1, "too_long": 1}
     reasons = [json.loads(line)["reason"] for line in quarantine_file(s.quarantine_dir, "system_logs", day).read_text().splitlines()]
     assert reasons == ["not_utf8", "not_object", "bad_timestamp", "bad_value", "too_long"]
+
+
+def test_camelcase_wide_events_are_ingested_with_every_id_kept(settings):
+    """AISG's WideEvents (camelCase, nested or dotted error.code) next to the snake_case format (issue 13)."""
+    import shutil
+    from pathlib import Path
+
+    from aisg_pipelines.governance.store import LanceStore
+    from aisg_pipelines.governance.telemetry import ingest_days
+
+    sample = Path(__file__).parent / "data" / "aisg-2026-11-20.wide_events.jsonl"
+    settings.logs_dir.mkdir(parents=True)
+    shutil.copy(sample, settings.logs_dir / sample.name)
+    store = LanceStore(settings.lancedb_uri)
+    [res] = ingest_days(store, "system_logs", settings.logs_dir, settings.quarantine_dir, ["2026-11-20"])
+    assert res.rows == 5 and res.malformed == 0
+    rows = {r["request_id"]: r for r in store.open("system_logs").to_arrow().to_pylist()}
+    assert sorted(rows) == ["req-7f3a", "req-7f3b", "req-7f3c", "req-7f3d", "req-legacy"]
+    a = rows["req-7f3a"]
+    assert (a["trace_id"], a["span_id"], a["correlation_id"], a["user_id"], a["duration_ms"], a["service"]) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "corr-1001", "u-1001", 42.5, "rag-api")
+    b = rows["req-7f3b"]
+    assert (b["correlation_id"], b["job_id"], b["error_code"], b["service"], b["duration_ms"]) == ("corr-1002", "job-77", "EMBED_TIMEOUT", "rag-worker", 1500.0)
+    assert "kim@naver.com" not in b["message"]  # free text still scrubbed
+    c = rows["req-7f3c"]
+    assert (c["correlation_id"], c["error_code"], c["service"], c["level"]) == ("corr-1003", "RATE_LIMITED", "analytics", "warn")
+    assert "010-1234-5678" not in c["message"] and c["message"].startswith("erase requested by")
+    d = rows["req-7f3d"]
+    assert d["message"] == "connection reset" and d["error_code"] == "E_DB"  # no message: the error's
+    legacy = rows["req-legacy"]
+    assert (legacy["trace_id"], legacy["user_id"], legacy["correlation_id"]) == ("t-legacy", "u-1004", None)
+    ids = {r["correlation_id"] for r in rows.values()} - {None}
+    assert ids == {"corr-1001", "corr-1002", "corr-1003", "corr-1004"}
+
+
+def test_wide_event_columns_are_added_to_an_existing_table(settings):
+    import pyarrow as pa
+
+    from aisg_pipelines.governance.store import LanceStore
+    from aisg_pipelines.governance.telemetry import SYSTEM_LOGS_SCHEMA, ingest_days
+
+    old = pa.schema([f for f in SYSTEM_LOGS_SCHEMA if f.name not in ("correlation_id", "span_id", "error_code")])
+    store = LanceStore(settings.lancedb_uri)
+    store.ensure_table("system_logs", old)
+    settings.logs_dir.mkdir(parents=True)
+    (settings.logs_dir / "aisg-2026-11-21.jsonl").write_text('{"timestamp":"2026-11-21T00:00:00Z","level":"info","message":"m","correlationId":"c-9"}\n')
+    ingest_days(store, "system_logs", settings.logs_dir, settings.quarantine_dir, ["2026-11-21"])
+    assert store.open("system_logs").to_arrow().to_pylist()[0]["correlation_id"] == "c-9"

@@ -4,7 +4,9 @@ Plain module (no Dagster). Input format (one JSON object per line, UTF-8):
 
 * system logs (``Settings.logs_dir``): ``timestamp`` (ISO-8601 or epoch seconds), ``level``,
   ``message`` required; ``request_id``, ``trace_id``, ``user_id``, ``service``, ``job_id``,
-  ``duration_ms`` optional.
+  ``duration_ms`` optional; ``correlation_id``, ``span_id``, ``error_code`` optional. AISG's
+  WideEvents (camelCase: ``requestId``, ``traceId``, ``correlationId``, ``durationMs``,
+  ``error.code`` nested or dotted ...) are read too (``normalise_wide_event``).
 * metric samples (``Settings.metrics_dir``): ``name``, ``value`` (number), ``timestamp``
   required; ``labels`` (object) optional.
 
@@ -57,8 +59,13 @@ SYSTEM_LOGS_SCHEMA = pa.schema(
         ("duration_ms", pa.float64()),
         ("source_file", pa.string()),
         ("ingested_at", TS),
+        # AISG WideEvents (camelCase) carry these too; added to existing tables on the next ingest
+        ("correlation_id", pa.string()),
+        ("span_id", pa.string()),
+        ("error_code", pa.string()),
     ]
 )
+ADDED_LOG_COLUMNS = ("correlation_id", "span_id", "error_code")
 
 METRICS_SCHEMA = pa.schema(
     [
@@ -171,6 +178,45 @@ def row_id_for(kind: str, rel_path: str, raw_line: bytes) -> str:
     return sha256_hex(kind.encode() + b"\x1f" + rel_path.encode() + b"\x1f" + raw_line.rstrip(b"\r\n"))[:32]
 
 
+# AISG's logging pipeline emits WideEvents: camelCase keys, nested or dotted objects
+# ({"error": {"code": ...}} or "error.code"). They map onto the snake_case columns; a key
+# present in both spellings keeps the snake_case value.
+WIDE_EVENT_KEYS = {
+    "requestId": "request_id", "traceId": "trace_id", "spanId": "span_id", "correlationId": "correlation_id",
+    "userId": "user_id", "jobId": "job_id", "durationMs": "duration_ms", "serviceName": "service",
+    "service.name": "service", "error.code": "error_code", "errorCode": "error_code", "error.message": "error_message",
+    "@timestamp": "timestamp", "ts": "timestamp", "msg": "message", "severity": "level", "logLevel": "level",
+}
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def _flatten(obj: dict, prefix: str = "", depth: int = 0) -> dict:
+    out: dict = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and depth < 2 and key in ("error", "service", "http", "context", "trace"):
+            out.update(_flatten(v, key + ".", depth + 1))
+        else:
+            out[key] = v
+    return out
+
+
+def normalise_wide_event(obj: dict) -> dict:
+    """A WideEvent (camelCase) as the snake_case fields parse_line reads; snake_case lines pass unchanged."""
+    if not any(k in WIDE_EVENT_KEYS or _CAMEL.search(k) or "." in k or isinstance(v, dict) for k, v in obj.items()):
+        return obj
+    flat = _flatten(obj)
+    out: dict = {}
+    for k, v in flat.items():
+        name = WIDE_EVENT_KEYS.get(k) or _CAMEL.sub(r"_\1", k).lower().replace(".", "_")
+        if k != name and name in obj and not isinstance(obj[name], dict):
+            continue  # the snake_case spelling wins
+        out.setdefault(name, v)
+    if out.get("message") in (None, "") and out.get("error_message"):
+        out["message"] = out["error_message"]
+    return out
+
+
 def parse_line(kind: str, raw: bytes) -> dict:
     if len(raw) > MAX_LINE_BYTES:
         raise Malformed("too_long")
@@ -185,6 +231,7 @@ def parse_line(kind: str, raw: bytes) -> dict:
     if not isinstance(obj, dict):
         raise Malformed("not_object")
     if kind == "system_logs":
+        obj = normalise_wide_event(obj)
         missing = [k for k in ("timestamp", "level", "message") if obj.get(k) in (None, "")]
         if missing:
             raise Malformed("missing_fields", ", ".join(missing))
@@ -201,6 +248,9 @@ def parse_line(kind: str, raw: bytes) -> dict:
             "user_id": _opt_str(obj, "user_id"),
             "job_id": _opt_str(obj, "job_id"),
             "duration_ms": float(dur) if dur is not None else None,
+            "correlation_id": _opt_str(obj, "correlation_id"),
+            "span_id": _opt_str(obj, "span_id"),
+            "error_code": _opt_str(obj, "error_code"),
         }
     missing = [k for k in ("name", "value", "timestamp") if obj.get(k) in (None, "")]
     if missing:
@@ -243,6 +293,9 @@ def _scrubber(scrubber=None):
     return get_scrubber(os.environ.get("AISG_PII_OPERATORS") or None)
 
 
+ERROR_CODE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,63}")
+
+
 def scrub_parsed(kind: str, parsed: dict, scrubber) -> dict:
     """The row with its free-text fields scrubbed (ids and the subject field untouched)."""
     out = dict(parsed)
@@ -250,6 +303,8 @@ def scrub_parsed(kind: str, parsed: dict, scrubber) -> dict:
         for key in ("message", "service"):
             if out.get(key):
                 out[key] = scrubber.scrub_text(out[key])
+        if out.get("error_code") and not ERROR_CODE_RE.fullmatch(out["error_code"]):
+            out["error_code"] = scrubber.scrub_text(out["error_code"])  # not a code: free text
         return out
     out["name"] = scrubber.scrub_text(out["name"])
     labels = json.loads(out["labels"])
@@ -337,6 +392,9 @@ def ingest_days(store: LanceStore, kind: str, directory: Path, quarantine_dir: P
     if not present:
         return results
     tbl = store.ensure_table(name, schema)
+    missing = [c for c in schema.names if c not in tbl.schema.names]
+    if missing:  # a table from before WideEvents: add the id columns (null for old rows)
+        tbl.add_columns({c: "CAST(NULL AS STRING)" for c in missing})
     # days matched STRICT_DAY_RE above: safe to quote directly
     day_filter = "day IN (" + ", ".join(f"'{d}'" for d in present) + ")"
     rows = pa.concat_tables(tables) if tables else pa.Table.from_pylist([], schema=schema)
