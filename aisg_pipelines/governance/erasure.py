@@ -1350,6 +1350,8 @@ def byte_scan(settings, store: LanceStore, targets: dict[str, str], manifests: d
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         list(pool.map(scan_file, jobs))
+    if store.objects is not None:  # LanceDB on object storage: every object version under the prefix
+        rep.roots.append(_scan_object_store(store, rep, scan_buffer, lock, check_subject_column))
     # the identifier in structured fields of files: uploads whose sidecar names the subject,
     # lines whose subject field does (what discovery matches, run again after the deletion)
     leftover = {rid: Manifest() for rid in set(targets.values())}
@@ -1388,6 +1390,38 @@ def _explained_id(buf, off: int, target: str, supers: Iterable[str]) -> bool:
         return False
     finally:
         mv.release()
+
+
+def _scan_object_store(store: LanceStore, rep: ScanReport, scan_buffer, lock, check_subject_column) -> str:
+    """Read every version of every object under the store's prefix: current objects and, on a
+    versioned bucket, the noncurrent versions a purge's cleanup left (list_objects_v2 does not
+    show them, their bytes are intact). Raw bytes are scanned; .lance files are also decoded.
+    Returns the root's label, s3://bucket/prefix."""
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    objs = store.objects
+    versions = [v for v in objs.list_versions() if not v.delete_marker]
+
+    def scan_version(v) -> None:
+        rel = objs.rel(v.key)
+        loc = f"lancedb/{rel}" if v.is_latest else f"lancedb/{rel}?versionId={v.version_id}"
+        data = objs.read(v.key, v.version_id)
+        with lock:
+            rep.files_scanned += 1
+            rep.bytes_scanned += len(data)
+        if not data:
+            return
+        scan_buffer(loc, data)
+        if rel.endswith(".lance"):
+            with tempfile.TemporaryDirectory() as td:
+                tmp = Path(td) / Path(rel).name
+                tmp.write_bytes(data)
+                _scan_lance_decoded(tmp, loc, rep, scan_buffer, lock, check_subject_column)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # network-bound
+        list(pool.map(scan_version, versions))
+    return f"lancedb=s3://{objs.bucket}/{objs.prefix}"
 
 
 def _scan_lance_decoded(path: Path, loc: str, rep: ScanReport, scan_buffer, lock, check_subject_column=None) -> None:
@@ -1702,6 +1736,7 @@ def process_requests(
         res.timings["scan"] = rep.seconds
         res.scan = {"files_scanned": rep.files_scanned, "bytes_scanned": rep.bytes_scanned, "lance_files_decoded": rep.lance_files_decoded,
                     "decoded_bytes_scanned": rep.decoded_bytes_scanned, "explained": rep.explained, "roots": rep.roots}
+        objinfo = store.objects.info() if store.objects is not None else None  # bucket, prefix, versioning, object lock
         for rid, p in to_verify.items():
             man = manifests[rid]
             mine = [f for f in rep.findings if f.request_id == primary.get(rid, rid)]
@@ -1717,6 +1752,7 @@ def process_requests(
                 "lance_files_decoded": rep.lance_files_decoded, "decoded_bytes_scanned": rep.decoded_bytes_scanned,
                 "byte_matches": sum(f.count for f in mine), "patterns": {"subject_id": 1, **dict(sorted(kinds.items()))},
                 "hits_explained_by_other_data": rep.explained, "storage_roots": rep.roots,
+                **({"object_storage": objinfo} if objinfo else {}),
                 "identifier_token_hits_outside_structured_fields": sum(rep.identifier_token_hits.values()),
             }
             if mine or api_matches:
@@ -1724,6 +1760,8 @@ def process_requests(
                 in_grace = sum((e.get("unverified_files") or {}).get("kept_in_grace", 0) for e in (res.purge or {}).values())
                 hint = (f"; {in_grace} file(s) of uncommitted LanceDB writes were younger than AISG_PURGE_UNVERIFIED_GRACE_SECONDS "
                         "and kept (they may be a commit in progress): if the traces are there, resubmit after that period") if in_grace else ""
+                refused = [(e.get("object_versions") or {}).get("reason") for e in (res.purge or {}).values()]
+                hint += "".join(f"; {r}" for r in refused if r)  # versioned bucket: Object Lock kept noncurrent versions
                 _fail(ledger, rid, f"verification found traces: {api_matches} API matches {sorted(api.matches)[:10]}; bytes: {where}{hint}", clock(), verification=verification)
                 (pdir / f"{rid}.json").unlink(missing_ok=True)
                 continue

@@ -249,6 +249,8 @@ class LanceStore:
     def drop_table(self, name: str) -> None:
         if self.has_table(name):
             self.db.drop_table(name)
+            if self.objects is not None:  # a versioned bucket keeps the dropped files as noncurrent versions
+                self.objects.delete_noncurrent(f"{name}.lance/")
 
     # -- indices -----------------------------------------------------------------------
     def _id_columns(self, name: str) -> tuple[str, ...]:
@@ -362,22 +364,38 @@ class LanceStore:
         t0 = time.perf_counter()
         entry["unverified_files"] = self._sweep_unverified(name)
         seconds["sweep"] = round(time.perf_counter() - t0, 3)
+        if self.objects is not None:
+            # a versioned bucket keeps what cleanup removed as noncurrent versions, bytes intact
+            t0 = time.perf_counter()
+            entry["object_versions"] = self.objects.delete_noncurrent(f"{name}.lance/")
+            seconds["object_versions"] = round(time.perf_counter() - t0, 3)
         entry["version_after"] = self.dataset(name).version
         entry["versions_left"] = len(self.dataset(name).versions())
         return entry
 
     def unreferenced_files(self, name: str) -> list[Path]:
-        """Data, deletion and index files of a local table that the latest version does not
+        """Data, deletion and index files of a table that the latest version does not
         reference (after a purge's cleanup: leftovers of writes that never committed, or a
-        commit in progress). Empty on object storage."""
-        if self.local_root() is None or not self.has_table(name):
+        commit in progress). On object storage: their object keys (str)."""
+        if not self.has_table(name):
             return []
         ds = self.dataset(name)
-        table_dir = Path(ds.uri)
         frags = ds.get_fragments()
         referenced = {f"data/{d.path}" for f in frags for d in f.metadata.data_files()}
         referenced |= {f.deletion_file() for f in frags if f.deletion_file() is not None}
         index_dirs = {f"_indices/{i['uuid']}" for i in ds.list_indices()}
+        if self.objects is not None:
+            base = f"{name}.lance/"
+            keys = []
+            for o in self.objects.list(base):
+                rel = self.objects.rel(o.key)[len(base):]
+                sub = rel.split("/", 1)[0]
+                if sub in ("data", "_deletions", "_indices") and rel not in referenced and "/".join(rel.split("/")[:2]) not in index_dirs:
+                    keys.append(o.key)
+            return keys
+        if self.local_root() is None:
+            return []
+        table_dir = Path(ds.uri)
         out: list[Path] = []
         for sub in ("data", "_deletions", "_indices"):
             base = table_dir / sub
@@ -398,10 +416,21 @@ class LanceStore:
         hold a subject's data, and a later purge removes them. Local stores only: on object
         storage lance's 7-day rule applies."""
         out: dict[str, Any] = {"grace_seconds": self.unverified_grace_seconds, "removed": 0, "bytes_removed": 0, "kept_in_grace": 0}
-        if self.local_root() is None:
-            out["skipped"] = "object storage: lance removes unreferenced files after 7 days"
-            return out
         cutoff = time.time() - self.unverified_grace_seconds
+        if self.objects is not None:
+            leftovers = set(self.unreferenced_files(name))
+            for o in self.objects.list(f"{name}.lance/"):
+                if o.key not in leftovers:
+                    continue
+                if o.last_modified is not None and o.last_modified.timestamp() > cutoff:
+                    out["kept_in_grace"] += 1
+                    continue
+                self.objects.delete(o.key)
+                out["removed"] += 1
+                out["bytes_removed"] += o.size
+            return out
+        if self.local_root() is None:
+            return out
         for p in self.unreferenced_files(name):
             st = p.stat()
             if st.st_mtime > cutoff:
@@ -420,10 +449,22 @@ class LanceStore:
     def local_root(self) -> Path | None:
         return Path(self.uri) if "://" not in self.uri else None
 
+    @property
+    def objects(self):
+        """The bucket under an s3:// URI (`objectstore.S3Objects`), else None."""
+        from .objectstore import S3Objects, parse_s3_uri
+
+        if parse_s3_uri(self.uri) is None:
+            return None
+        if getattr(self, "_objects", None) is None:
+            self._objects = S3Objects(self.uri, self.storage_options)
+        return self._objects
+
     def table_sizes(self) -> dict[str, int]:
         root = self.local_root()
         if root is None:
-            return {}
+            objs = self.objects
+            return {name: objs.size_under(f"{name}.lance/") for name in self.table_names()} if objs is not None else {}
         out = {}
         for name in self.table_names():
             d = root / f"{name}.lance"
