@@ -31,7 +31,10 @@ AREAS = [ingest.defs, embeddings.defs, orphans.defs, reports.defs, retention.def
 
 def build_defs() -> dg.Definitions:
     """All areas plus resources read from the environment *now* (tests re-point env vars)."""
-    return dg.Definitions.merge(*AREAS, dg.Definitions(resources=build_resources(), executor=_run_executor()))
+    from .defs.operations.lineage import annotate  # dependencies on the scanned stores, owners, code versions
+
+    merged = dg.Definitions.merge(*AREAS, dg.Definitions(resources=build_resources(), executor=_run_executor()))
+    return merged.map_asset_specs(func=annotate)
 
 
 def _run_executor() -> dg.ExecutorDefinition | None:

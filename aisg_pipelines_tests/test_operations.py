@@ -233,3 +233,25 @@ def test_inbox_without_a_key_accepts_unsigned_requests(settings, monkeypatch):
     settings.erasure_inbox.mkdir(parents=True)
     (settings.erasure_inbox / "r.json").write_text(json.dumps({"request_id": "er-dev", "subject_id": "subj-a", "requested_by": "dev"}))
     assert scan_inbox(settings, Ledger(settings.ledger_url)).accepted == ["er-dev"]
+
+
+def test_lineage_connects_the_governance_story():
+    defs = fresh_defs()
+    g = defs.get_repository_def().asset_graph
+
+    def parents(name):
+        return {p.to_user_string() for p in g.get(dg.AssetKey(name)).parent_keys}
+
+    for ext in ("landing_zone", "incoming_telemetry", "erasure_inbox", "audit_ledger"):
+        assert not g.get(dg.AssetKey(ext)).is_materializable, ext  # external: AISG writes them
+    assert "landing_zone" in parents("documents") and "incoming_telemetry" in parents("system_logs")
+    for gov in ("orphan_report", "retention_report", "erasure_requests"):
+        assert {"documents", "chunks", "embeddings", "audit_ledger"} <= parents(gov), gov
+    assert "erasure_inbox" in parents("erasure_requests")
+    for rep in ("compliance_report_weekly", "compliance_report_monthly"):
+        assert {"orphan_report", "retention_report", "erasure_requests"} <= parents(rep)
+    for key in g.get_all_asset_keys():
+        node = g.get(key)
+        assert node.owners, key
+        if node.is_materializable:
+            assert node.code_version, key

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from .alerts import alert_on_check_failure, alert_on_run_failure
+from .lineage import EXTERNAL
 from .metrics import prometheus_textfile_refresh
 from .health import (
     audit_ledger,
@@ -14,7 +15,7 @@ from .health import (
 )
 
 defs = dg.Definitions(
-    assets=[audit_ledger],
+    assets=[audit_ledger, *EXTERNAL],
     asset_checks=[ledger_chain_intact, compliance_reports_fresh],
     jobs=[governance_health_job],
     schedules=[governance_health_daily],
