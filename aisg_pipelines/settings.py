@@ -69,6 +69,12 @@ ENV_VARS: dict[str, str] = {
     "AISG_SIGNING_PUBLIC_KEY_FILE": "its public key (PEM) for `aisg verify-certificate` (default <signing key file>.pub.pem)",
     "AISG_READER_REFRESH_SECONDS": "how stale a reader of the store may be: the reader API re-reads the active embed_version and re-checks tables at most this long after a change; erasure waits it (+1 s) before certifying (default 5)",
     "AISG_LEDGER_CHECKPOINT_DIR": "where signed ledger checkpoints are written, create-only (default $AISG_EXPORTS_DIR/ledger_checkpoints; production: an Object Lock bucket mount, see docs/ledger_integrity.md)",
+    "AISG_ALERT_WEBHOOK_URL": "Slack-compatible webhook that failed runs, failed asset checks and the daily governance_health findings are posted to, once per incident (unset: alerts are only recorded in the ledger and logged)",
+    "AISG_DAGSTER_UI_URL": "public URL of the Dagster UI, for links in alerts (optional)",
+    "AISG_ALERT_SENSOR_INTERVAL_SECONDS": "how often the alert sensors look for failed runs and checks, read when the code location loads (default 30)",
+    "AISG_METRICS_INTERVAL_SECONDS": "how often prometheus_textfile_refresh rewrites the Prometheus textfiles, read when the code location loads (default 300)",
+    "AISG_RETRY_DELAYS_SECONDS": "the AISG backoff of ops doing I/O, comma-separated seconds, one retry each (default 1,5,25,125)",
+    "AISG_INBOX_HMAC_KEY_FILE": "HMAC-SHA256 key shared with AISG's /analytics/erase (hex or raw, >= 32 bytes): erasure-inbox requests must carry its signature (unset: unsigned requests accepted, development only)",
 }
 
 

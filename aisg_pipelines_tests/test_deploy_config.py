@@ -18,6 +18,7 @@ from aisg_pipelines.settings import ENV_VARS
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 PG_ENV = ("DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_HOST", "DAGSTER_PG_DB", "DAGSTER_PG_PORT")
+AUTH_ENV = ("OIDC_ISSUER_URL", "OAUTH2_PROXY_CLIENT_ID", "OAUTH2_PROXY_CLIENT_SECRET", "OAUTH2_PROXY_COOKIE_SECRET")  # compose's oauth2-proxy
 LIMITS = [{"key": "aisg/job", "value": "reindex", "limit": 1}, {"key": "aisg/job", "value": "erasure", "limit": 1}]
 
 
@@ -122,12 +123,20 @@ def test_workspace_yaml_passes_dagster_workspace_validation():
 def test_compose_services_and_env_are_consistent():
     compose = load("docker-compose.yml")
     services = compose["services"]
-    assert set(services) == {"postgres", "user_code", "webserver", "daemon"}
+    assert set(services) == {"postgres", "user_code", "webserver", "webserver_readonly", "auth_proxy", "auth_proxy_readonly", "daemon"}
+    # Dagster OSS has no login: no webserver publishes a port; only the authenticating proxies do,
+    # and the second webserver is read-only (issue 13)
+    assert "ports" not in services["webserver"] and "ports" not in services["webserver_readonly"]
+    assert services["webserver_readonly"]["command"][-1] == "--read-only"
+    assert "--upstream=http://webserver:3000/" in services["auth_proxy"]["command"]
+    assert "--upstream=http://webserver_readonly:3001/" in services["auth_proxy_readonly"]["command"]
+    assert "--allowed-group=aisg-platform" in services["auth_proxy"]["command"]
+    assert "--allowed-group=aisg-compliance" not in services["auth_proxy"]["command"]
     module = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dagster"]["module_name"]
     assert services["user_code"]["command"][:5] == ["dagster", "api", "grpc", "-m", module]
     assert services["webserver"]["command"][0] == "dagster-webserver"
     assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
-    for name in ("user_code", "webserver", "daemon"):
+    for name in ("user_code", "webserver", "webserver_readonly", "daemon"):
         assert services[name]["env_file"] == [".env"], name
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert services[name]["environment"]["DAGSTER_HOME"] == "/opt/dagster/dagster_home"
@@ -139,7 +148,7 @@ def test_compose_services_and_env_are_consistent():
     assert "CREATE DATABASE aisg_ledger" in compose["configs"]["create-ledger-db"]["content"]
 
     env = env_example()
-    expected = set(ENV_VARS) | set(PG_ENV)
+    expected = set(ENV_VARS) | set(PG_ENV) | set(AUTH_ENV)
     assert set(env) == expected, (
         f"deploy/.env.example is out of step with settings.ENV_VARS: missing {sorted(expected - set(env))}, "
         f"unknown {sorted(set(env) - expected)} (then regenerate the table in docs/deploy.md)"
@@ -215,7 +224,26 @@ HELM_SCHEMA = {
             "additionalProperties": False,
         },
         "telemetry": {"type": "object", "properties": {"enabled": {"type": "boolean"}}, "required": ["enabled"], "additionalProperties": False},
-        "dagsterWebserver": {"type": "object", "properties": {"image": _IMAGE, "replicaCount": {"type": "integer"}}},
+        "dagsterWebserver": {"type": "object", "properties": {"image": _IMAGE, "replicaCount": {"type": "integer"}, "enableReadOnly": {"type": "boolean"}}},
+        "ingress": {
+            "type": "object",
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "ingressClassName": {"type": ["string", "null"]},
+                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                "labels": {"type": "object"},
+                **{k: {
+                    "type": "object",
+                    "properties": {
+                        "host": {"type": "string"}, "path": {"type": "string"}, "pathType": {"enum": ["Exact", "Prefix", "ImplementationSpecific"]},
+                        "tls": {"type": "object", "properties": {"enabled": {"type": "boolean"}, "secretName": {"type": "string"}}, "additionalProperties": False},
+                        "precedingPaths": {"type": "array"}, "succeedingPaths": {"type": "array"},
+                    },
+                    "additionalProperties": False,
+                } for k in ("dagsterWebserver", "readOnlyDagsterWebserver", "flower")},
+            },
+            "additionalProperties": False,
+        },
         "dagster-user-deployments": {
             "type": "object",
             "properties": {
@@ -365,6 +393,10 @@ def test_helm_values_match_the_chart_schema_and_dagster_yaml():
     # secrets (ledger URL with password, S3 storage options) come from a Secret, never values
     assert "AISG_LEDGER_URL" not in env and "AISG_LANCEDB_STORAGE_OPTIONS" not in env
     assert dep["envSecrets"] == [{"name": "aisg-pipelines-secrets"}]
+    # issue 13: a read-only webserver, and every request authenticated in front of both
+    assert values["dagsterWebserver"]["enableReadOnly"] is True
+    assert values["ingress"]["enabled"] is True and "oauth2/auth" in values["ingress"]["annotations"]["nginx.ingress.kubernetes.io/auth-url"]
+    assert env["AISG_INBOX_HMAC_KEY_FILE"].startswith("/secrets/inbox/")
 
 
 def test_deploy_doc_lists_every_environment_variable():
