@@ -381,7 +381,11 @@ def test_hold_cli_add_list_release(settings, code_location_env):
     holds = Ledger(settings.ledger_url).active_holds()
     assert holds == {"subject": {subject_hash("subj-ko-001", salt)}, "document": {subject_hash("doc-0001", salt)}}
     assert "2 hold(s)" in r.invoke(main, ["hold", "list"]).output
-    assert r.invoke(main, ["hold", "release", "--doc-id", "doc-0001"]).exit_code == 0
+    no_reason = r.invoke(main, ["hold", "release", "--doc-id", "doc-0001"])
+    assert no_reason.exit_code == 2 and "--reason" in no_reason.output  # a release needs a reason (issue 13)
+    assert r.invoke(main, ["hold", "release", "--doc-id", "doc-0001", "--reason", "case 43 closed", "--approved-by", "dpo@aisg"]).exit_code == 0
+    ev = Ledger(settings.ledger_url).events("legal_hold.released")[-1]
+    assert ev.details["reason"] == "case 43 closed" and ev.details["approved_by"] == "dpo@aisg" and ev.actor == "dpo@aisg"
     assert Ledger(settings.ledger_url).active_holds()["document"] == set()
     assert "1 hold(s)" in r.invoke(main, ["hold", "list"]).output
     assert "subj-ko-001" not in r.invoke(main, ["hold", "list", "--all"]).output  # only salted hashes are stored

@@ -84,7 +84,11 @@ def hold_add(subject_id: str | None, doc_id: str | None, reason: str) -> None:
 @click.option("--subject-id")
 @click.option("--doc-id")
 @click.option("--hold-id")
-def hold_release(subject_id: str | None, doc_id: str | None, hold_id: str | None) -> None:
+@click.option("--reason", required=True, help="Why the hold ends (case closed, regulator's decision); recorded in the audit ledger. No personal data.")
+@click.option("--approved-by", default=None, help="Who approved the release (default: the OS user running the command).")
+def hold_release(subject_id: str | None, doc_id: str | None, hold_id: str | None, reason: str, approved_by: str | None) -> None:
+    import getpass
+
     import sqlalchemy as sa
 
     from ..governance.ledger import Ledger, legal_holds
@@ -99,9 +103,12 @@ def hold_release(subject_id: str | None, doc_id: str | None, hold_id: str | None
     if not ids:
         click.echo("no active hold matches", err=True)
         sys.exit(1)
+    if not reason.strip():
+        raise click.BadParameter("a reason is required to release a legal hold", param_hint="--reason")
+    who = (approved_by or "").strip() or f"cli:{getpass.getuser()}"
     for i in ids:
-        led.release_legal_hold(i)
-        click.echo(f"hold {i} released")
+        led.release_legal_hold(i, reason=reason.strip(), released_by=who)
+        click.echo(f"hold {i} released (approved by {who})")
 
 
 @hold.command("list", help="List legal holds (active ones unless --all); optionally for one subject/document.")

@@ -481,10 +481,16 @@ class Ledger:
             self.append_event("legal_hold.added", {"hold_id": hold_id, "scope": scope, "reason": reason}, subject_hash=target_hash if scope == "subject" else None, conn=conn)
         return hold_id
 
-    def release_legal_hold(self, hold_id: str) -> None:
+    def release_legal_hold(self, hold_id: str, reason: str | None = None, released_by: str | None = None) -> None:
+        """Release one hold; the audit event records why and who approved it (the CLI requires both)."""
+        details: dict[str, Any] = {"hold_id": hold_id}
+        if reason is not None:
+            details["reason"] = reason
+        if released_by is not None:
+            details["approved_by"] = released_by
         with self.engine.begin() as conn:
             conn.execute(legal_holds.update().where(legal_holds.c.hold_id == hold_id).values(released_at=iso()))
-            self.append_event("legal_hold.released", {"hold_id": hold_id}, conn=conn)
+            self.append_event("legal_hold.released", details, actor=released_by or "aisg_pipelines", conn=conn)
 
     def active_holds(self) -> dict[str, set[str]]:
         """{'subject': {hash, ...}, 'document': {hash, ...}} of holds not released."""
