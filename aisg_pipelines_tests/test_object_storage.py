@@ -26,6 +26,7 @@ import pytest
 
 from aisg_pipelines.governance import erasure as er
 from aisg_pipelines.governance import orphans as O
+from aisg_pipelines.governance.ledger import Ledger
 from aisg_pipelines.governance.store import CHUNKS, DOCUMENTS, LanceStore
 
 from .conftest import FIXED_NOW, settings_for
@@ -83,12 +84,15 @@ def _world(tmp_path, endpoint, *, versioned=False, object_lock=False):
     c.create_bucket(Bucket=bucket, **({"ObjectLockEnabledForBucket": True} if object_lock else {}))
     if versioned or object_lock:
         c.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    if object_lock:
-        c.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}}})
+    # (a *default* retention rule makes every PUT need Content-MD5, which lance does not send:
+    # MissingUploadObjectWithObjectLockHeaders; objects are locked after the ingest instead)
     s = replace(settings_for(tmp_path), lancedb_uri=f"s3://{bucket}/rag/store", lancedb_storage_options=_options(endpoint))
     manifest = generate_landing_zone(s.landing_dir, now=FIXED_NOW, n_subjects=2, docs_per_subject=2, max_file_bytes=s.max_file_bytes)
     ingest_all(s, now=FIXED_NOW)
+    if object_lock:  # every object written so far under a legal hold: no version of it can be deleted
+        for page in c.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for v in page.get("Versions", []):
+                c.put_object_legal_hold(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"], LegalHold={"Status": "ON"})
     return s, manifest, bucket, c
 
 
@@ -138,8 +142,6 @@ def test_end_to_end_on_s3(tmp_path, s3_endpoint):
     scope = O.OrphanScope.from_settings(s)
     rep = O.detect_orphans(scope, now=FIXED_NOW)
     assert rep.ids("vector_without_chunk", "embeddings_v1") == ["chunk-stray-s3"]
-    from aisg_pipelines.governance.ledger import Ledger
-
     res = O.cleanup_orphans(scope, rep, dry_run=False, ledger=Ledger(s.ledger_url))
     assert res.rows_deleted.get("embeddings_v1") == 1
     assert store.count("embeddings_v1") == n_chunks
@@ -200,4 +202,5 @@ def test_object_lock_refuses_to_certify_and_names_the_bucket_setting(tmp_path, s
     intake, res = er.erase_subject(s, subject, requested_by="dpo@aisg", reason="Art. 17")
     (out,) = res.outcomes
     assert out.status == "failed"
-    assert "Object Lock enabled" in out.failure and bucket in out.failure and "versionId=" in out.failure
+    assert f"bucket {bucket} has versioning Enabled and Object Lock enabled" in out.failure and "AccessDenied" in out.failure
+    assert er.get_request(Ledger(s.ledger_url), intake.request_id)["certificate_path"] is None

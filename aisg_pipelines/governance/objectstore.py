@@ -16,6 +16,7 @@ Storage options are LanceDB's (`aws_endpoint`, `aws_access_key_id`, `aws_secret_
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -178,7 +179,7 @@ class S3Objects:
         if out["refused"]:
             lock = self.object_lock()
             out["reason"] = (f"bucket {self.bucket} has versioning {status} and Object Lock "
-                             f"{'enabled (default retention ' + str(lock['default_retention']) + ')' if lock['enabled'] else 'not enabled'}: "
+                             f"{('enabled (default retention ' + json.dumps(lock['default_retention']) + ')' if lock['default_retention'] else 'enabled (retention or legal hold on the versions)') if lock['enabled'] else 'not enabled'}: "
                              f"{len(out['refused'])} noncurrent version(s) under s3://{self.bucket}/{self.key(rel_prefix)} could not be deleted "
                              f"({out['refused'][0]['code']}: {out['refused'][0]['message']}); their bytes stay readable until the retention ends")
         return out
