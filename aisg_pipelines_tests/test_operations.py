@@ -223,6 +223,9 @@ def test_inbox_requests_must_be_signed_when_a_key_is_configured(settings, monkey
     assert "unsigned_request" in texts and "bad_signature" in texts
     assert sorted(e.details["code"] for e in led.events("erasure.rejected")) == ["bad_signature", "bad_signature", "unsigned_request"]
     assert not list(inbox.glob("*.json"))
+    [auth] = led.events("inbox.authenticated")
+    assert auth.details == {"request_id": "er-signed", "type": "erasure", "requested_by": "user:subj-a via /analytics/erase",
+                            "approved_by": "hmac-sha256:/analytics/erase"}
 
 
 def test_inbox_without_a_key_accepts_unsigned_requests(settings, monkeypatch):

@@ -314,6 +314,11 @@ def scan_inbox(settings, ledger: Ledger, *, now: datetime | None = None) -> Inbo
             out.rejected.append((path.name, rej.code, detail))
             continue
         if res.accepted:
+            if not getattr(res, "redelivery", False):  # who asked, and what vouched for the request (issue 13)
+                ledger.append_event("inbox.authenticated", {
+                    "request_id": res.request_id, "type": req.type, "requested_by": req.requested_by,
+                    "approved_by": "hmac-sha256:/analytics/erase" if key is not None else "unsigned:no key configured",
+                }, actor="erasure_inbox")
             path.unlink(missing_ok=True)
             out.accepted.append(res.request_id)
         else:
