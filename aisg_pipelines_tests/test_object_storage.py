@@ -74,7 +74,7 @@ def _client(endpoint: str):
     return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
 
 
-def _world(tmp_path, endpoint, *, versioned=False, object_lock=False):
+def _world(tmp_path, endpoint, *, versioned=False, object_lock=False, n_subjects=2):
     """A landing zone on disk, the LanceDB store in a fresh bucket under a prefix, ingested."""
     from aisg_pipelines.governance.pipeline import ingest_all
     from aisg_pipelines.governance.sample_data import generate_landing_zone
@@ -87,7 +87,7 @@ def _world(tmp_path, endpoint, *, versioned=False, object_lock=False):
     # (a *default* retention rule makes every PUT need Content-MD5, which lance does not send:
     # MissingUploadObjectWithObjectLockHeaders; objects are locked after the ingest instead)
     s = replace(settings_for(tmp_path), lancedb_uri=f"s3://{bucket}/rag/store", lancedb_storage_options=_options(endpoint))
-    manifest = generate_landing_zone(s.landing_dir, now=FIXED_NOW, n_subjects=2, docs_per_subject=2, max_file_bytes=s.max_file_bytes)
+    manifest = generate_landing_zone(s.landing_dir, now=FIXED_NOW, n_subjects=n_subjects, docs_per_subject=2, max_file_bytes=s.max_file_bytes)
     ingest_all(s, now=FIXED_NOW)
     if object_lock:  # every object written so far under a legal hold: no version of it can be deleted
         for page in c.get_paginator("list_object_versions").paginate(Bucket=bucket):
