@@ -110,6 +110,9 @@ class PurgeStats:
 # batch erasure went in 10 commits per table with 1,000, in 2 with 5,000 (same rows).
 DELETE_BATCH_IDS = 5000
 
+# Attempts of one commit that conflicts with concurrent writers (parallel backfill runs).
+COMMIT_ATTEMPTS = 8
+
 # A write that has not committed after this long was killed: its files are leftovers.
 DEFAULT_UNVERIFIED_GRACE_SECONDS = 900.0
 
@@ -122,6 +125,7 @@ class LanceStore:
         if unverified_grace_seconds is None:
             unverified_grace_seconds = float(os.environ.get("AISG_PURGE_UNVERIFIED_GRACE_SECONDS", DEFAULT_UNVERIFIED_GRACE_SECONDS))
         self.unverified_grace_seconds = unverified_grace_seconds
+        self.commit_retries = 0  # commits retried after a conflict with another writer (`_retry_commit`)
 
     # -- connection and tables ---------------------------------------------------------
     @property
@@ -234,7 +238,8 @@ class LanceStore:
     def append(self, name: str, schema: pa.Schema, rows: pa.Table) -> None:
         tbl = self.ensure_table(name, schema)
         if rows.num_rows:
-            tbl.add(rows.select(schema.names).cast(schema))
+            data = rows.select(schema.names).cast(schema)
+            self._retry_commit(lambda: tbl.add(data))
 
     def delete_ids(self, name: str, column: str, ids: Sequence[str]) -> int:
         """Delete rows whose `column` is in `ids`; returns the number of rows deleted."""
@@ -243,8 +248,27 @@ class LanceStore:
         tbl = self.open(name)
         before = tbl.count_rows()
         for chunk in batched(sorted(set(ids)), DELETE_BATCH_IDS):
-            tbl.delete(in_filter(column, chunk))
+            pred = in_filter(column, chunk)
+            self._retry_commit(lambda: tbl.delete(pred))  # idempotent
         return before - tbl.count_rows()
+
+    def _retry_commit(self, fn, attempts: int = COMMIT_ATTEMPTS):
+        """Run one table commit; retry it when lance reports a commit conflict with another
+        writer (parallel partition runs on one table). Lance already rebases appends and
+        non-overlapping deletes onto concurrent commits itself; what it cannot rebase comes
+        back as a conflict error and nothing was committed, so a retry is safe. Retries are
+        counted in `commit_retries` (benchmarks/parallel_backfill.py reports them)."""
+        import random
+
+        for i in range(attempts):
+            try:
+                return fn()
+            except Exception as e:  # lance raises OSError/RuntimeError with the conflict in the text
+                msg = str(e).lower()
+                if i == attempts - 1 or not ("conflict" in msg or "retryable" in msg):
+                    raise
+                self.commit_retries += 1
+                time.sleep(min(2.0, 0.05 * 2 ** i) * (0.5 + random.random()))
 
     def drop_table(self, name: str) -> None:
         if self.has_table(name):
