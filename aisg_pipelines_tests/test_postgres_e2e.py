@@ -11,8 +11,8 @@ production processes run on 127.0.0.1 exactly as in docker-compose:
 
 The tests in this module share that stack and run in file order (each leaves it healthy):
 the sensor-driven flow, erasure through the inbox, a GraphQL-launched run, where the rows
-live, a second daemon (no double launch thanks to run_key), and PostgreSQL going away in
-the middle of a run. Everything is stopped (SIGTERM, then SIGKILL) by a finalizer.
+live, and PostgreSQL going away in the middle of a run. (No second daemon: Dagster does not
+support two daemons on one instance, FIELD_NOTES; run_key idempotence is tested on sensors.) Everything is stopped (SIGTERM, then SIGKILL) by a finalizer.
 
 Needs AISG_TEST_PG_URL (set by .ci/run); skipped with that reason when it is unset.
 """
@@ -462,40 +462,6 @@ def test_runs_events_and_ledger_live_in_postgres(stack):
     assert stack.ledger().verify_chain().ok
 
 
-SENSOR_TICK_LINE = "Checking for new runs for sensor: landing_zone_sensor"
-
-
-def test_second_daemon_does_not_double_launch(stack):
-    """(b) two daemons tick the same sensors; run_key keeps it to one run per batch."""
-    second = stack.start("daemon2", [str(BIN / "dagster-daemon"), "run", "-w", str(stack.workspace)])
-    try:
-        # The second daemon spawns its own code-server before its first sensor tick; on a busy
-        # CI machine that takes tens of seconds, so wait for the tick instead of a fixed sleep.
-        wait_for(
-            "the second daemon's first landing_zone_sensor tick",
-            lambda: second.popen.poll() is None and SENSOR_TICK_LINE in second.log.read_text(errors="replace"),
-            timeout=180,
-            on_timeout=second.tail,
-        )
-        before = {r.run_id for r in stack.runs()}
-        drop_uploads(stack.settings.landing_dir, seed=11, n_subjects=1, docs_per_subject=2)
-        stack.wait_runs("the second batch's ingest run", lambda r: r.run_id not in before and r.job_name == "ingest_batch", 1, 150)
-        # keep both daemons ticking a while longer: a duplicate would show up now
-        time.sleep(3 * SENSOR_INTERVAL + 2)
-    finally:
-        second.stop()
-    # both daemons really evaluated the sensors during the window
-    ticks = second.log.read_text(errors="replace").count(SENSOR_TICK_LINE)
-    assert ticks >= 2, second.tail()
-    keyed = Counter(r.tags["dagster/run_key"] for r in stack.runs() if "dagster/run_key" in r.tags)
-    assert keyed and set(keyed.values()) == {1}, keyed
-    new_ingest = [r for r in stack.runs() if r.run_id not in before and r.job_name == "ingest_batch"]
-    assert [r.status.value for r in new_ingest] == ["SUCCESS"], stack.logs()
-
-
-OUTAGE_ERRORS = ("OperationalError", "Connection refused", "could not connect", "server closed the connection", "database system is shutting down")
-
-
 def _pg_cluster(action: str) -> None:
     cmd = ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", action]
     if action == "stop":
@@ -568,7 +534,11 @@ def test_postgres_outage_during_a_run(stack):
     events = ledger.events()
     assert all(e.event_hash and e.details is not None for e in events)
     ingest_events = [e for e in events[events_before:] if e.action == "ingest.documents"]
-    assert ingest_events and all(e.details["documents"] == 2 for e in ingest_events)
+    # every attempt stored both documents, or (a file caught while the test was still writing
+    # it, on a loaded machine) left them for the next tick; at least one stored both
+    details = [e.details for e in ingest_events]
+    assert any(d["documents"] == 2 for d in details), details
+    assert all(d["documents"] == 2 or (d["documents"] == 0 and d.get("deferred")) for d in details), details
     # the stack is healthy again: the webserver answers GraphQL (its pool may drop one stale
     # connection first) with the run's final status
     def answered():
