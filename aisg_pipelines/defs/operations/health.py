@@ -26,8 +26,9 @@ audit_ledger = dg.AssetSpec(
     "erasure requests, the denylist; signed checkpoints outside the database (docs/ledger_integrity.md).",
 )
 
-# A weekly report is due every Monday, a monthly one every 1st; a day of slack for the run itself.
-FRESHNESS_DAYS = {"compliance_report_weekly": 8.0, "compliance_report_monthly": 32.0}
+# A weekly report is due every Monday, a monthly one every 1st; the daily governance assets
+# (retention at 03:30, the orphan report after it) every day; a day of slack for the run itself.
+FRESHNESS_DAYS = {"compliance_report_weekly": 8.0, "compliance_report_monthly": 32.0, "retention_report": 2.0, "orphan_report": 2.0}
 
 
 @dg.asset_check(
@@ -48,7 +49,8 @@ def ledger_chain_intact(ledger: LedgerResource) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset=audit_ledger.key,
     name="compliance_reports_fresh",
-    description="The weekly compliance report was built within 8 days and the monthly one within 32 days.",
+    description="Freshness: the weekly compliance report was built within 8 days, the monthly one within 32 days, and the daily "
+    "retention_report and orphan_report within 2 days.",
 )
 def compliance_reports_fresh(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     now = time.time()
