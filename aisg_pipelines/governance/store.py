@@ -295,7 +295,15 @@ class LanceStore:
         existing = {tuple(ix.columns) for ix in tbl.list_indices()}
         for col in cols:
             if rebuild or (col,) not in existing:
-                tbl.create_index(col, config=BTree(), replace=True)
+                # parallel partition runs on one table race to create the same index: lance
+                # reports the loser's commit as a conflict; retry unless the winner's index is there
+                def create(col=col):
+                    t = self.open(name)
+                    if not rebuild and (col,) in {tuple(ix.columns) for ix in t.list_indices()}:
+                        return
+                    t.create_index(col, config=BTree(), replace=True)
+
+                self._retry_commit(create)
 
     # -- physical purge ----------------------------------------------------------------
     def purge(self, names: Sequence[str] | None = None) -> PurgeStats:
