@@ -462,6 +462,9 @@ def test_runs_events_and_ledger_live_in_postgres(stack):
     assert stack.ledger().verify_chain().ok
 
 
+OUTAGE_ERRORS = ("OperationalError", "Connection refused", "could not connect", "server closed the connection", "database system is shutting down")
+
+
 def _pg_cluster(action: str) -> None:
     cmd = ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", action]
     if action == "stop":
