@@ -194,8 +194,11 @@ class Stack:
         return wait_for(what, check, timeout, interval=1.0, on_timeout=describe)
 
 
-def drop_uploads(landing: Path, *, seed: int, n_subjects: int, docs_per_subject: int) -> dict:
-    """Sample uploads, all stamped with the same mtime so they form exactly one batch."""
+def drop_uploads(landing: Path, *, seed: int, n_subjects: int, docs_per_subject: int, tag: str = "") -> dict:
+    """Sample uploads, all stamped with the same mtime so they form exactly one batch.
+
+    The generator reuses subject and doc ids across seeds; `tag` makes them new ones (an
+    upload of a subject that an earlier test erased is refused as a replay, rightly)."""
     from aisg_pipelines.governance.sample_data import generate_landing_zone
 
     staging = landing.parent / f"staging-{seed}"
@@ -203,6 +206,12 @@ def drop_uploads(landing: Path, *, seed: int, n_subjects: int, docs_per_subject:
         staging, now=datetime.now(timezone.utc), n_subjects=n_subjects, docs_per_subject=docs_per_subject,
         span_days=1, seed=seed, include_bad_inputs=False,
     )
+    if tag:
+        for sidecar in staging.rglob("*.meta.json"):
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+            meta["subject_id"] = f"{meta['subject_id']}-{tag}"
+            meta["doc_id"] = f"{meta['doc_id']}-{tag}"
+            sidecar.write_text(json.dumps(meta), encoding="utf-8")
     stamp = time.time()
     for f in staging.rglob("*"):
         if f.is_file():
@@ -479,7 +488,7 @@ def test_postgres_outage_during_a_run(stack):
     ledger = stack.ledger()
     events_before = len(ledger.events())
     before = {r.run_id for r in stack.runs()}
-    drop_uploads(stack.settings.landing_dir, seed=23, n_subjects=1, docs_per_subject=2)
+    drop_uploads(stack.settings.landing_dir, seed=23, n_subjects=1, docs_per_subject=2, tag="outage")
     run = wait_for(
         "an ingest run to start",
         lambda: next((r for r in stack.runs() if r.run_id not in before and r.job_name == "ingest_batch" and r.status.value == "STARTED"), None),
@@ -540,7 +549,7 @@ def test_postgres_outage_during_a_run(stack):
     # every attempt stored both documents, or (a file caught while the test was still writing
     # it, on a loaded machine) left them for the next tick; at least one stored both
     details = [e.details for e in ingest_events]
-    assert any(d["documents"] == 2 for d in details), details
+    assert any(d["documents"] == 2 for d in details), json.dumps(details)
     assert all(d["documents"] == 2 or (d["documents"] == 0 and d.get("deferred")) for d in details), details
     # the stack is healthy again: the webserver answers GraphQL (its pool may drop one stale
     # connection first) with the run's final status
