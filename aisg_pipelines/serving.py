@@ -28,7 +28,6 @@ Contract (docs/serving.md):
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -166,17 +165,8 @@ class Retriever:
         return self._chunks_table
 
     def _search(self, sv: ServingVersion, vec: np.ndarray, k: int, with_text: bool) -> Answer:
-        def run(table):
-            return (table.search(vec).metric(sv.metric).limit(k)
-                    .select(["chunk_id", "doc_id", "_distance"]).to_list())
-
-        try:
-            rows = run(sv.table)
-        except (OSError, RuntimeError, ValueError):
-            # A purge removed files this handle's version still referenced: the same
-            # version's latest state is the right answer.
-            sv.table.checkout_latest()
-            rows = run(sv.table)
+        rows = _on_latest_if_purged(sv.table, lambda t: t.search(vec).metric(sv.metric).limit(k)
+                                    .select(["chunk_id", "doc_id", "_distance"]).to_list())
         if not with_text:
             return Answer(sv.name, sv.table_name, sv.encoder.key,
                           [Hit(r["chunk_id"], r["doc_id"], float(r["_distance"]), "") for r in rows])
@@ -191,15 +181,20 @@ class Retriever:
             return {}
         from .governance.ids import in_filter
 
-        def run():
-            return self._chunks().search().where(in_filter("chunk_id", chunk_ids)).select(["chunk_id", "text"]).limit(len(chunk_ids)).to_list()
-
-        try:
-            rows = run()
-        except (OSError, RuntimeError, ValueError):
-            self._chunks().checkout_latest()
-            rows = run()
+        rows = _on_latest_if_purged(self._chunks(), lambda t: t.search().where(in_filter("chunk_id", chunk_ids))
+                                    .select(["chunk_id", "text"]).limit(len(chunk_ids)).to_list())
         return {r["chunk_id"]: r["text"] or "" for r in rows}
+
+
+def _on_latest_if_purged(table, query):
+    """``query(table)``; if a purge removed files this handle's version still referenced,
+    once more on the table's latest version (the same version's current state is the right
+    answer)."""
+    try:
+        return query(table)
+    except (OSError, RuntimeError, ValueError):
+        table.checkout_latest()
+        return query(table)
 
 
 __all__ = ["Answer", "Encoder", "Hit", "Retriever", "ServingVersion", "reader_grace_seconds"]

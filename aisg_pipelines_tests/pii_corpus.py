@@ -23,6 +23,8 @@ import random
 import uuid
 from dataclasses import dataclass, field
 
+from aisg_pipelines.governance.sample_data import _luhn_complete, _rrn_check_digit
+
 KINDS = (
     "PHONE_NUMBER", "KR_RRN", "CREDIT_CARD", "EMAIL_ADDRESS", "IP_ADDRESS", "URL",
     "KR_BANK_ACCOUNT", "KR_PASSPORT", "KR_DRIVER_LICENSE",
@@ -113,11 +115,6 @@ def phone(rng: random.Random) -> str:
     return rng.choice((f"070-{mid}-{last}", f"070{mid}{last}", f"070 {mid} {last}"))
 
 
-def _rrn_check(first12: str) -> int:
-    w = (2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5)
-    return (11 - sum(int(a) * b for a, b in zip(first12, w)) % 11) % 10
-
-
 def rrn(rng: random.Random) -> str:
     g = rng.choice("12345678")
     if g in "1256":
@@ -129,7 +126,7 @@ def rrn(rng: random.Random) -> str:
     head = f"{yy:02d}{mm:02d}{dd:02d}"
     if rng.random() < 0.4:  # pre-2020: region code + valid check digit
         first12 = head + g + _d(rng, 5)
-        tail = first12[6:] + str(_rrn_check(first12))
+        tail = first12[6:] + str(_rrn_check_digit(first12))
     else:  # since Oct 2020: six random digits, no valid check digit in general
         tail = g + _d(rng, 6)
     style = rng.randrange(6)
@@ -142,28 +139,19 @@ def rrn(rng: random.Random) -> str:
     return f"{head}-{tail}"
 
 
-def _luhn(prefix: str, length: int, rng: random.Random) -> str:
-    body = prefix + _d(rng, length - len(prefix) - 1)
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return body + str((10 - total % 10) % 10)
-
-
 def card(rng: random.Random) -> str:
     kind = rng.randrange(8)
     if kind == 0:  # Amex 4-6-5
-        n = _luhn(rng.choice(("34", "37")), 15, rng)
+        n = _luhn_complete(rng.choice(("34", "37")), 15, rng)
         sep = rng.choice(("-", " ", ""))
         return sep.join((n[:4], n[4:10], n[10:]))
     if kind == 1:  # Diners 14 digits 4-6-4
-        n = _luhn(rng.choice(("36", "38", "300", "305")), 14, rng)
+        n = _luhn_complete(rng.choice(("36", "38", "300", "305")), 14, rng)
         sep = rng.choice(("-", " ", ""))
         return sep.join((n[:4], n[4:10], n[10:]))
     prefix = rng.choice(("4", "4", "51", "53", "55", f"{rng.randint(2221, 2720)}", f"{rng.randint(3528, 3589)}",
                          "6011", "65", "62", "9410", "9490"))
-    n = _luhn(prefix, 16, rng)
+    n = _luhn_complete(prefix, 16, rng)
     sep = rng.choice(("-", " ", "", "-"))
     return sep.join(n[i:i + 4] for i in range(0, 16, 4))
 

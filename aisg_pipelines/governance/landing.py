@@ -574,9 +574,9 @@ def quarantine(
     # scrubbed like any other text before it is written or shown in run metadata.
     detail = redact(rejected.detail, subject_id, subject_hash)
     if detail:
-        from .pii import get_scrubber
+        from .pii import env_scrubber
 
-        detail = (scrubber or get_scrubber(os.environ.get("AISG_PII_OPERATORS") or None)).scrub_text(detail)
+        detail = (scrubber or env_scrubber()).scrub_text(detail)
     reason.write_text(
         f"reason: {rejected.code}\n"
         f"explanation: {REASONS.get(rejected.code, rejected.code)}\n"

@@ -322,7 +322,6 @@ def _ipv6_ok(value: str) -> bool:
 def _recognizer_classes() -> dict[str, Callable[[dict], Any]]:
     """name -> factory(options) for every built-in recognizer."""
     import regex
-    import tldextract
     from presidio_analyzer import EntityRecognizer, Pattern, RecognizerResult
     from presidio_analyzer import PatternRecognizer as _PresidioPatternRecognizer
     from presidio_analyzer.predefined_recognizers import PhoneRecognizer
@@ -927,6 +926,14 @@ def _cached_scrubber(operators_json: str | None) -> PiiScrubber:
     return PiiScrubber(operators=cfg, score_threshold=threshold, encrypt_key=key, recognizers=recognizers)
 
 
+def env_scrubber() -> PiiScrubber:
+    """The scrubber configured by ``AISG_PII_OPERATORS`` (for plain code that has no
+    Settings or Dagster resource at hand)."""
+    import os
+
+    return get_scrubber(os.environ.get("AISG_PII_OPERATORS") or None)
+
+
 def scrub_for_storage(value: Any, operators_json: str | None = None) -> Any:
     """Scrub a free-text value (or every string in a JSON-like value) with the process's
     scrubber before it is written anywhere under the data directory."""
@@ -940,6 +947,7 @@ __all__ = [
     "ScrubResult",
     "PiiScrubber",
     "baseline_detect",
+    "env_scrubber",
     "get_scrubber",
     "parse_operators",
     "scrub_for_storage",

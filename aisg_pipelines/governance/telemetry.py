@@ -288,9 +288,9 @@ class TelemetryIngestResult:
 def _scrubber(scrubber=None):
     if scrubber is not None:
         return scrubber
-    from .pii import get_scrubber
+    from .pii import env_scrubber
 
-    return get_scrubber(os.environ.get("AISG_PII_OPERATORS") or None)
+    return env_scrubber()
 
 
 ERROR_CODE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,63}")
