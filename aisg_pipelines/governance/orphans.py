@@ -55,6 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .ids import BATCH_ID_RE, in_filter, subject_hash
+from .keyhash import mix64_words
 from .landing import REASON_SUFFIX, SIDECAR_SUFFIX, Rejected, quarantine
 from .markdown import md_table
 from .store import CHUNKS, DOCUMENTS, LanceStore
@@ -267,8 +268,6 @@ def scan_landing(landing_dir: Path) -> pa.Table:
 # mix of those bytes. Every hit is confirmed by comparing the full bytes, and equal 64-bit
 # keys are walked one by one, so results are exact; the 64-bit key only makes it fast.
 # Columns that are not fixed-width (nulls, mixed lengths) take an exact Arrow/Python path.
-_M1 = np.uint64(0x9E3779B97F4A7C15)
-_M2 = np.uint64(0xBF58476D1CE4E5B9)
 
 
 def _fixed(arr: pa.Array) -> np.ndarray | None:
@@ -303,14 +302,7 @@ def _mix64(fixed: np.ndarray) -> np.ndarray:
     raw = np.zeros((n, words * 8), dtype=np.uint8)
     raw[:, :width] = fixed.view(np.uint8).reshape(n, width)
     cols = raw.view("<u8")
-    h = np.full(n, np.uint64(width), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(words):
-            h = (h ^ cols[:, j]) * _M1
-            h ^= h >> np.uint64(31)
-            h *= _M2
-            h ^= h >> np.uint64(29)
-    return h
+    return mix64_words([cols[:, j] for j in range(words)], width)
 
 
 class _Keys:
