@@ -1,4 +1,4 @@
-"""The `aisg` command line. Each governance area adds its commands here."""
+"""The `aisg` command line: a few top-level commands, plus each area's commands from `commands/`."""
 
 from __future__ import annotations
 
@@ -88,14 +88,13 @@ def ledger_checkpoint(if_changed: bool, accept_restore: str | None, accept_prune
     click.echo(f"{verb} checkpoint #{c.no} ({c.reason}) over head seq={c.head_seq} {c.head_hash}: {c.path}")
 
 
-# Area commands register themselves on `main` when imported (one line per area).
-from .commands import core_cli  # noqa: E402,F401
-from .commands import versions_cli  # noqa: E402,F401
-from .commands import reports_cli  # noqa: E402,F401
-from .commands import orphans_cli  # noqa: E402,F401
-from .commands import erasure_cli  # noqa: E402,F401
-from .commands import retention_cli  # noqa: E402,F401
-from .commands import access_cli  # noqa: E402,F401
+# Each area's commands are plain click commands in commands/<area>_cli.py; they are added
+# here, so imports run one way (cli -> commands -> defs -> governance) and no command imports cli.
+from .commands import access_cli, core_cli, erasure_cli, orphans_cli, reports_cli, retention_cli, versions_cli  # noqa: E402
+
+for _area in (core_cli, versions_cli, reports_cli, orphans_cli, erasure_cli, retention_cli, access_cli):
+    for _command in _area.COMMANDS:
+        main.add_command(_command)
 
 if __name__ == "__main__":
     main()

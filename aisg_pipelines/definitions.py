@@ -34,7 +34,9 @@ def build_defs() -> dg.Definitions:
     from .defs.operations.lineage import annotate  # dependencies on the scanned stores, owners, code versions
 
     merged = dg.Definitions.merge(*AREAS, dg.Definitions(resources=build_resources(), executor=_run_executor()))
-    return merged.map_asset_specs(func=annotate)
+    defs = merged.map_asset_specs(func=annotate)
+    reports.register_code_location(defs)  # in-process report runs see every check of the location
+    return defs
 
 
 def _run_executor() -> dg.ExecutorDefinition | None:

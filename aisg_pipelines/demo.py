@@ -17,6 +17,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from .local_runner import ingest_pending, open_instance
 from .settings import Settings
 
 
@@ -28,23 +29,6 @@ class DemoContext:
     now: datetime
     manifest: dict = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
-
-
-def open_instance(settings: Settings) -> dg.DagsterInstance:
-    from .local_runner import ensure_dagster_home
-
-    ensure_dagster_home(settings.data_dir)
-    return dg.DagsterInstance.get()
-
-
-def ingest_pending(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict:
-    """One landing-sensor tick, then one embed-sensor tick, each run executed in-process."""
-    from .local_runner import tick_sensor
-
-    ingest = tick_sensor(defs, instance, "landing_zone_sensor")
-    embed = tick_sensor(defs, instance, "embed_new_batches_sensor")
-    failed = [r.run_id for r in ingest.launched + embed.launched if not r.is_success]
-    return {"batches": len(ingest.launched), "embedded": len(embed.launched), "failed": len(failed), "failed_runs": failed}
 
 
 def _heading(title: str) -> None:

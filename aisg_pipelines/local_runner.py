@@ -1,4 +1,4 @@
-"""Run sensors and jobs in this process against a real Dagster instance (demo and tests).
+"""Run sensors and jobs in this process against a real Dagster instance (CLI, demo and tests).
 
 Runs are tagged with the sensor's run_key the way the daemon tags them, so a daemon
 started later (`make dev`) sees them and does not launch the same run again.
@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+
+from .settings import Settings
 
 RUN_KEY_TAG = "dagster/run_key"
 SENSOR_NAME_TAG = "dagster/sensor_name"
@@ -30,6 +32,20 @@ def ensure_dagster_home(data_dir: Path) -> Path:
             target.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def open_instance(settings: Settings) -> dg.DagsterInstance:
+    """The Dagster instance under settings.data_dir (or $DAGSTER_HOME): what the CLI and the demo run against."""
+    ensure_dagster_home(settings.data_dir)
+    return dg.DagsterInstance.get()
+
+
+def ingest_pending(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict:
+    """One landing-sensor tick, then one embed-sensor tick, each run executed in-process."""
+    ingest = tick_sensor(defs, instance, "landing_zone_sensor")
+    embed = tick_sensor(defs, instance, "embed_new_batches_sensor")
+    failed = [r.run_id for r in ingest.launched + embed.launched if not r.is_success]
+    return {"batches": len(ingest.launched), "embedded": len(embed.launched), "failed": len(failed), "failed_runs": failed}
 
 
 @dataclass

@@ -215,8 +215,10 @@ def test_sla_report_and_sensor(populated_settings, code_location_env):
     assert any(f.startswith("Access: 1 open") for f in rep.summary["findings"])
     assert rep.summary["key_figures"]["access_overdue_open"] == 1
     assert "Access requests (GDPR Art. 15/20" in rep.paths["html"].read_text(encoding="utf-8")
-    prom = write_prometheus_textfile(s, now=FIXED_NOW).read_text()
-    assert "aisg_access_open_requests 1\n" in prom and f"aisg_access_oldest_open_request_age_seconds {40 * 86400}\n" in prom
+    from aisg_pipelines.governance.prometheus import read_samples
+
+    prom = read_samples(write_prometheus_textfile(s, now=FIXED_NOW))
+    assert prom["aisg_access_open_requests"] == 1 and prom["aisg_access_oldest_open_request_age_seconds"] == 40 * 86400
 
     # the erasure inbox sensor picks up an access request and launches access_export (with the pending one)
     (s.erasure_inbox / "a.json").write_text(json.dumps({"type": "access", "request_id": "acc-inbox", "subject_id": "subj-en-002",

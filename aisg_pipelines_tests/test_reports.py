@@ -296,15 +296,16 @@ def test_prometheus_textfile_gauges(report_store):
     path = write_prometheus_textfile(s, now=FIXED_NOW)
     assert path == s.exports_dir / "metrics" / "aisg_governance.prom"
     text = path.read_text()
-    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
-    assert samples["aisg_erasure_open_requests"] == "2"  # req-0003 in progress, req-0005 received
-    assert samples["aisg_erasure_oldest_open_request_age_seconds"] == str(int((FIXED_NOW - datetime(2026, 10, 3, tzinfo=timezone.utc)).total_seconds()))
-    assert samples['aisg_orphans{kind="vector_without_chunk"}'] == "4" and samples['aisg_orphans{kind="chunk_without_document"}'] == "0"
-    assert samples['aisg_embed_version_active_info{version="v1"}'] == "1"
+    # values as Prometheus reads them (prometheus_client writes 2.0, 2.592e+06)
+    samples = {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))}
+    assert samples["aisg_erasure_open_requests"] == 2  # req-0003 in progress, req-0005 received
+    assert samples["aisg_erasure_oldest_open_request_age_seconds"] == int((FIXED_NOW - datetime(2026, 10, 3, tzinfo=timezone.utc)).total_seconds())
+    assert samples['aisg_orphans{kind="vector_without_chunk"}'] == 4 and samples['aisg_orphans{kind="chunk_without_document"}'] == 0
+    assert samples['aisg_embed_version_active_info{version="v1"}'] == 1
     assert {k for k in samples if k.startswith("aisg_retention_overdue_items")} == {
         f'aisg_retention_overdue_items{{category="{c}"}}' for c in ("user_content", "system_logs", "metrics", "audit_ledger", "retired_embed_versions")
     }
-    assert samples['aisg_retention_overdue_items{category="user_content"}'] == "0"  # one document past 180 d, under legal hold
+    assert samples['aisg_retention_overdue_items{category="user_content"}'] == 0  # one document past 180 d, under legal hold
     assert not list(path.parent.glob(".*tmp"))
 
 

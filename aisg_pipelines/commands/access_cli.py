@@ -6,11 +6,10 @@ import sys
 
 import click
 
-from ..cli import main
 from ..settings import Settings
 
 
-@main.command("access-export", help="Record a GDPR Art. 15/20 access request and export now (or --no-run to leave it to the "
+@click.command("access-export", help="Record a GDPR Art. 15/20 access request and export now (or --no-run to leave it to the "
               "erasure_inbox_sensor): a signed export.json with HTML and PDF in English and Korean. Validated and rejected like erasure requests.")
 @click.option("--subject-id", required=True, help="The data subject's identifier (treated as data, never code).")
 @click.option("--requested-by", required=True, help="Who asked (e.g. the DPO's address).")
@@ -39,7 +38,7 @@ def access_export(subject_id: str, requested_by: str, reason: str, request_id: s
         sys.exit(1)
 
 
-@main.command("access-status", help="List access requests with status and age; exit 1 if the 30-day deadline is breached.")
+@click.command("access-status", help="List access requests with status and age; exit 1 if the 30-day deadline is breached.")
 def access_status() -> None:
     from ..governance.access import list_requests, sla_status
     from ..governance.ledger import Ledger
@@ -50,3 +49,7 @@ def access_status() -> None:
     st = sla_status(led)
     click.echo(f"SLA: {'OK' if st.ok else 'BREACHED: ' + ', '.join(st.overdue)}")
     sys.exit(0 if st.ok else 1)
+
+
+# The commands this module adds to `aisg` (cli.py registers them with main.add_command).
+COMMANDS = (access_export, access_status)

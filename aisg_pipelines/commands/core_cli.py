@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import click
 
-from ..cli import main
 from ..settings import Settings
 
 
-@main.command(help="Ingest new landing-zone uploads now (one sensor tick, runs in this process).")
+@click.command(help="Ingest new landing-zone uploads now (one sensor tick, runs in this process).")
 def ingest() -> None:
-    from ..demo import ingest_pending, open_instance
+    from ..local_runner import ingest_pending, open_instance
     from ..definitions import defs
 
     s = Settings.from_env()
     instance = open_instance(s)
     summary = ingest_pending(defs, instance)
     click.echo(f"batches ingested: {summary['batches']}, runs failed: {summary['failed']}")
+
+
+# The commands this module adds to `aisg` (cli.py registers them with main.add_command).
+COMMANDS = (ingest,)

@@ -7,19 +7,18 @@ from pathlib import Path
 
 import click
 
-from ..cli import main
 from ..settings import Settings
 
 
 def _partitions(s: Settings):
     """The Dagster instance's ingest_batches partitions: the erasure deletes the keys it leaves empty."""
     from ..defs.orphans.assets import DagsterPartitions
-    from ..demo import open_instance
+    from ..local_runner import open_instance
 
     return DagsterPartitions(open_instance(s))
 
 
-@main.command(help="Record a GDPR erasure request and run it now (or --no-run to only enqueue it for the sensor).")
+@click.command(help="Record a GDPR erasure request and run it now (or --no-run to only enqueue it for the sensor).")
 @click.option("--subject-id", required=True, help="The data subject's identifier (treated as data, never code).")
 @click.option("--requested-by", required=True, help="Who asked (e.g. the DPO's address).")
 @click.option("--reason", default="", help="Why (free text; no personal data).")
@@ -50,7 +49,7 @@ def erase(subject_id: str, requested_by: str, reason: str, request_id: str | Non
         sys.exit(1)
 
 
-@main.command("erase-pending", help="Process every pending erasure request now, in this process (resumes killed runs).")
+@click.command("erase-pending", help="Process every pending erasure request now, in this process (resumes killed runs).")
 def erase_pending() -> None:
     from ..governance.erasure import process_requests
 
@@ -79,7 +78,7 @@ def verify_certificate_file(cert: Path, public_key: Path | None = None):
     return verify_file(Path(cert), Path(public_key) if public_key else default_public_key(Settings.from_env()))
 
 
-@main.command("verify-certificate", help="Verify an erasure certificate's signature with the public key and, when the ledger is "
+@click.command("verify-certificate", help="Verify an erasure certificate's signature with the public key and, when the ledger is "
               "reachable, its ledger_anchor against the ledger (exit 1 if either fails). Offline it checks the signature only, and says so.")
 @click.argument("cert", type=click.Path(path_type=Path))
 @click.option("--public-key", type=click.Path(path_type=Path), default=None, help="PEM public key (default: the deployment's key next to the signing key).")
@@ -104,7 +103,7 @@ def verify_certificate(cert: Path, public_key: Path | None, offline: bool) -> No
         sys.exit(1)
 
 
-@main.command("erasure-status", help="List erasure requests with their status and age; exit 1 if the 30-day SLA is breached.")
+@click.command("erasure-status", help="List erasure requests with their status and age; exit 1 if the 30-day SLA is breached.")
 def erasure_status() -> None:
     from ..governance.erasure import list_requests, sla_status
     from ..governance.ledger import Ledger
@@ -115,3 +114,7 @@ def erasure_status() -> None:
     st = sla_status(led)
     click.echo(f"SLA: {'OK' if st.ok else 'BREACHED: ' + ', '.join(st.overdue)}")
     sys.exit(0 if st.ok else 1)
+
+
+# The commands this module adds to `aisg` (cli.py registers them with main.add_command).
+COMMANDS = (erase, erase_pending, verify_certificate, erasure_status)

@@ -7,18 +7,17 @@ import sys
 
 import click
 
-from ..cli import main
 from ..settings import Settings
 
 
-@main.group(help="Orphans across documents, chunks, every embed_version, the landing zone and the partitions.")
+@click.group(help="Orphans across documents, chunks, every embed_version, the landing zone and the partitions.")
 def orphans() -> None:
     pass
 
 
 def _scope_and_parts(grace: float):
     from ..defs.orphans.assets import DagsterPartitions
-    from ..demo import open_instance
+    from ..local_runner import open_instance
     from ..governance.ledger import Ledger
     from ..governance.orphans import OrphanScope
 
@@ -60,3 +59,7 @@ def cleanup_cmd(execute: bool, grace_seconds: float) -> None:
     click.echo(f"\n{verb} {res.total}; ids in {path}" + ("" if execute else "; run again with --execute to apply"))
     if rep.counts["denylisted_subject_data"]:
         click.echo(f"{rep.counts['denylisted_subject_data']} rows belong to a subject on the erasure denylist: run `aisg erase` (not orphan cleanup).")
+
+
+# The commands this module adds to `aisg` (cli.py registers them with main.add_command).
+COMMANDS = (orphans,)

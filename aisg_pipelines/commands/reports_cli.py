@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 
 import click
 
-from ..cli import main
 from ..settings import Settings
 
 
@@ -20,14 +19,14 @@ def _check_results(settings: Settings, since_ts: float | None) -> list[dict] | N
     if not (home / "dagster.yaml").exists():
         return None
     from ..defs.reports.assets import asset_check_results
-    from ..demo import open_instance
+    from ..local_runner import open_instance
     from ..definitions import defs
 
     instance = open_instance(settings)
     return asset_check_results(instance, defs.get_repository_def().asset_graph.asset_check_keys, since_ts=since_ts)
 
 
-@main.command(help="Export the compliance report (HTML, PDF, summary.json, CSVs) for a week or a month; prints the file paths.")
+@click.command(help="Export the compliance report (HTML, PDF, summary.json, CSVs) for a week or a month; prints the file paths.")
 @click.option("--period", "week", metavar="YYYY-Www", help="ISO week, e.g. 2026-W47 (default: the current week).")
 @click.option("--month", metavar="YYYY-MM", help="Calendar month, e.g. 2026-11.")
 @click.option("--timezone", "tz", default=None, help="Report timezone (default $AISG_REPORT_TIMEZONE or Asia/Seoul).")
@@ -59,9 +58,13 @@ def report(week: str | None, month: str | None, tz: str | None, no_checks: bool)
     sys.exit(0)
 
 
-@main.command("prometheus-textfile", help="Write the governance gauges for Prometheus' textfile collector; prints the path.")
+@click.command("prometheus-textfile", help="Write the governance gauges for Prometheus' textfile collector; prints the path.")
 @click.option("--path", "path", default=None, help="Target file (default $AISG_PROMETHEUS_TEXTFILE or $AISG_EXPORTS_DIR/metrics/aisg_governance.prom).")
 def prometheus_textfile(path: str | None) -> None:
     from ..governance.reports import write_prometheus_textfile
 
     click.echo(str(write_prometheus_textfile(Settings.from_env(), path=path)))
+
+
+# The commands this module adds to `aisg` (cli.py registers them with main.add_command).
+COMMANDS = (report, prometheus_textfile)

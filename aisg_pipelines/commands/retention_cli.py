@@ -7,11 +7,10 @@ import sys
 
 import click
 
-from ..cli import main
 from ..settings import Settings
 
 
-@main.group(help="Retention: delete expired data everywhere, purge it from disk, keep what is held.")
+@click.group(help="Retention: delete expired data everywhere, purge it from disk, keep what is held.")
 def retention() -> None:
     pass
 
@@ -24,7 +23,7 @@ def retention() -> None:
 def retention_run(dry_run: bool, as_of: str, policy_file: str, as_json: bool) -> None:
     import dagster as dg
 
-    from ..demo import open_instance
+    from ..local_runner import open_instance
     from ..definitions import build_defs
     from ..governance.retention import load_policies
     from ..local_runner import run_job
@@ -63,7 +62,7 @@ def _target(subject_id: str | None, doc_id: str | None) -> tuple[str, str]:
     return ("subject" if subject_id else "document"), subject_hash(value, salt)
 
 
-@main.group(help="Legal holds: held subjects/documents are never deleted by retention (stored as salted hashes).")
+@click.group(help="Legal holds: held subjects/documents are never deleted by retention (stored as salted hashes).")
 def hold() -> None:
     pass
 
@@ -132,3 +131,7 @@ def hold_list(subject_id: str | None, doc_id: str | None, show_all: bool) -> Non
     for r in rows:
         click.echo(f"{r.hold_id}  {r.scope:<8} {r.target_hash[:16]}…  {r.created_at}  {'released ' + r.released_at if r.released_at else 'active'}  {r.reason}")
     click.echo(f"{len(rows)} hold(s)")
+
+
+# The commands this module adds to `aisg` (cli.py registers them with main.add_command).
+COMMANDS = (retention, hold)

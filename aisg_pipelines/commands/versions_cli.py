@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from ..cli import main
 from ..settings import Settings
 
 
@@ -18,7 +17,7 @@ def _open(s: Settings):
     return LanceStore(s.lancedb_uri, s.lancedb_storage_options), Ledger(s.ledger_url)
 
 
-@main.group(help="The embed_version registry (declared in embed_versions.yaml or $AISG_EMBED_VERSIONS_FILE).")
+@click.group(help="The embed_version registry (declared in embed_versions.yaml or $AISG_EMBED_VERSIONS_FILE).")
 def versions() -> None:
     pass
 
@@ -68,7 +67,7 @@ def _spec_options(f):
 @click.argument("name")
 @_spec_options
 def versions_register(name, model_path, max_seq_length, normalize, chunk_size, chunk_overlap, backend) -> None:
-    from ..demo import open_instance
+    from ..local_runner import open_instance
     from ..governance.reindex import register_version, resolve_spec
     from ..governance.versions import VersionConflict, VersionRegistry
 
@@ -93,13 +92,13 @@ def _add_version_key(instance, name: str) -> None:
     ensure_partition_keys(instance, "embed_versions", [name])
 
 
-@main.command(help="Re-embed every chunk under --version, validate it, and activate it (runs the reindex_all job in this process).")
+@click.command(help="Re-embed every chunk under --version, validate it, and activate it (runs the reindex_all job in this process).")
 @click.option("--version", "version", required=True, help="Target embed_version name (declared in embed_versions.yaml or given by options).")
 @click.option("--no-activate", is_flag=True, help="Stop after validation (status validated).")
 @_spec_options
 def reindex(version, no_activate, model_path, max_seq_length, normalize, chunk_size, chunk_overlap, backend) -> None:
     from ..definitions import defs
-    from ..demo import open_instance
+    from ..local_runner import open_instance
     from ..local_runner import run_job
 
     cfg = {"version": version, "activate": not no_activate}
@@ -124,11 +123,11 @@ def reindex(version, no_activate, model_path, max_seq_length, normalize, chunk_s
     )
 
 
-@main.command(help="Re-activate the previously active embed_version (runs the rollback_embed_version job).")
+@click.command(help="Re-activate the previously active embed_version (runs the rollback_embed_version job).")
 @click.option("--to", "to_version", default="", help="Version to re-activate (default: the one active before the current).")
 def rollback(to_version: str) -> None:
     from ..definitions import defs
-    from ..demo import open_instance
+    from ..local_runner import open_instance
     from ..local_runner import run_job
 
     result = run_job(defs, open_instance(Settings.from_env()), "rollback_embed_version",
@@ -140,7 +139,7 @@ def rollback(to_version: str) -> None:
     click.echo(f"active embed_version: {out['version']} (was {out['previous']}); {out['embedded']} chunks caught up")
 
 
-@main.command(help="Nearest chunks to QUERY in the active embed_version (or --version).")
+@click.command(help="Nearest chunks to QUERY in the active embed_version (or --version).")
 @click.argument("query")
 @click.option("--version", "version", default=None, help="Search this version's table instead of the active one.")
 @click.option("-k", default=5, show_default=True)
@@ -172,3 +171,7 @@ def search(query: str, version: str | None, k: int, as_json: bool) -> None:
     click.echo(f"{label}, {len(hits)} hits")
     for h in hits:
         click.echo(f"  {h['distance']:.4f}  {h['doc_id']}  {h['chunk_id'][:12]}  {h['text'][:100]!r}")
+
+
+# The commands this module adds to `aisg` (cli.py registers them with main.add_command).
+COMMANDS = (versions, reindex, rollback, search)

@@ -113,7 +113,7 @@ def policy_days() -> dict[str, int]:
     the optional `access_exports` category defaults to 30 days when the file has none."""
     out = dict(DEFAULT_DAYS)
     try:
-        from .retention import load_policies
+        from .retention_policy import load_policies
 
         pol = load_policies()
         out.update({c: p.days for c, p in pol.policies.items()})

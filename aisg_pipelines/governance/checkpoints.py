@@ -364,16 +364,10 @@ def ledger_gauges(settings, ledger: Ledger) -> dict[str, Any]:
 
 def read_textfile_witness(path: Path) -> dict[str, int]:
     """aisg_ledger_head_seq / aisg_ledger_checkpoint_number from a Prometheus textfile."""
-    out: dict[str, int] = {}
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError:
-        return out
-    for name in ("aisg_ledger_head_seq", "aisg_ledger_checkpoint_number"):
-        m = re.search(rf"^{name}\s+(\d+)", text, re.M)
-        if m:
-            out[name] = int(m.group(1))
-    return out
+    from .prometheus import read_samples
+
+    samples = read_samples(path)
+    return {name: int(samples[name]) for name in ("aisg_ledger_head_seq", "aisg_ledger_checkpoint_number") if name in samples}
 
 
 # -- verification -----------------------------------------------------------------------------
@@ -661,7 +655,7 @@ def verify_ledger(settings, ledger: Ledger | None = None, *, public_key_path: Pa
 
 
 def _textfile_witness(settings) -> dict[str, int]:
-    from .reports import prometheus_textfile_path
+    from .prometheus import textfile_path as prometheus_textfile_path
 
     return read_textfile_witness(prometheus_textfile_path(Path(settings.exports_dir)))
 

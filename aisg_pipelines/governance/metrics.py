@@ -112,7 +112,7 @@ def build_registry(settings, *, now: datetime | None = None, ledger: Ledger | No
 
 def operations_textfile_path(settings) -> Path:
     """Beside the governance textfile (the collector reads every *.prom of the directory)."""
-    from .reports import prometheus_textfile_path
+    from .prometheus import textfile_path as prometheus_textfile_path
 
     return prometheus_textfile_path(Path(settings.exports_dir)).with_name("aisg_operations.prom")
 

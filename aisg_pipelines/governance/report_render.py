@@ -17,13 +17,14 @@ import csv
 import html
 import io
 import json
+import math
 import os
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .reports import CATEGORY_LABELS, ERASURE_DEADLINE_DAYS, fmt_bytes, parse_ts
+from .periods import parse_ts
 
 SECTIONS = ("retention", "erasure", "pii", "orphans", "embeddings", "data_quality", "ledger", "storage")
 SECTION_TITLES = {
@@ -35,6 +36,13 @@ SECTION_TITLES = {
     "data_quality": "6. Data quality",
     "ledger": "7. Audit ledger integrity",
     "storage": "8. Storage",
+}
+CATEGORY_LABELS = {
+    "user_content": "User content",
+    "system_logs": "System logs",
+    "metrics": "Metrics",
+    "audit_ledger": "Audit ledger",
+    "retired_embed_versions": "Retired embed_versions",
 }
 PALETTE = ["#1f5f99", "#e07b39", "#3a9a5b", "#b8415a", "#7a5cb0", "#8c6d31", "#4aa3b5", "#999999"]
 
@@ -310,6 +318,7 @@ def render_charts(s: dict[str, Any]) -> dict[str, bytes]:
 
     # 2. erasure: days to certification (certified) and age so far (open) vs the 30-day deadline
     er = s["erasure"]
+    deadline = er["deadline_days"]
     bars = [(f"{(r['certificate_id'] or r['request_id'] or '?')[:14]}", r["days_to_certify"], "certified") for r in er["requests"] if r["days_to_certify"] is not None]
     bars += [(f"{(r['request_id'] or '?')[:14]} (open)", r["age_days"], "open") for r in er["requests"] if r["age_days"] is not None]
     fig, ax = plt.subplots(figsize=(7.2, max(2.4, 0.35 * len(bars) + 1.2) if len(bars) <= MAX_BARS else 3.0))
@@ -321,22 +330,22 @@ def render_charts(s: dict[str, Any]) -> dict[str, bytes]:
         ax.hist([cert_days, open_days], bins=bins, stacked=True, color=["#3a9a5b", "#e0a039"], label=["certified: days to certification", "open: age at period end"])
         ax.legend(fontsize=8, frameon=False, loc="upper right")
         ax.set_ylabel("requests")
-        ax.set_xlim(0, max(ERASURE_DEADLINE_DAYS * 1.15, top * 1.05))
+        ax.set_xlim(0, max(deadline * 1.15, top * 1.05))
     elif bars:
-        colors = ["#b8415a" if v > ERASURE_DEADLINE_DAYS else ("#3a9a5b" if kind == "certified" else "#e0a039") for _, v, kind in bars]
+        colors = ["#b8415a" if v > deadline else ("#3a9a5b" if kind == "certified" else "#e0a039") for _, v, kind in bars]
         y = range(len(bars))
         ax.barh(list(y), [v for _, v, _ in bars], color=colors, height=0.6)
         ax.set_yticks(list(y), [b[0] for b in bars], fontsize=7)
         ax.invert_yaxis()
         for yi, (_, v, _) in zip(y, bars):
             ax.text(v, yi, f" {v:.1f} d", va="center", fontsize=7)
-        ax.set_xlim(0, max(ERASURE_DEADLINE_DAYS * 1.15, max(v for _, v, _ in bars) * 1.2))
+        ax.set_xlim(0, max(deadline * 1.15, max(v for _, v, _ in bars) * 1.2))
     else:
         empty(ax, "No erasure requests certified or open in this period")
-        ax.set_xlim(0, ERASURE_DEADLINE_DAYS * 1.15)
+        ax.set_xlim(0, deadline * 1.15)
         ax.set_yticks([])
-    ax.axvline(ERASURE_DEADLINE_DAYS, color="#b8415a", linestyle="--", linewidth=1)
-    ax.text(ERASURE_DEADLINE_DAYS, 1.0, " 30-day deadline", color="#b8415a", fontsize=8, transform=ax.get_xaxis_transform(), va="bottom")
+    ax.axvline(deadline, color="#b8415a", linestyle="--", linewidth=1)
+    ax.text(deadline, 1.0, f" {deadline}-day deadline", color="#b8415a", fontsize=8, transform=ax.get_xaxis_transform(), va="bottom")
     ax.set_xlabel("days (certified: time to certification; open: age at period end)")
     ax.set_title("Erasure requests: time to certification", pad=14)
     save(fig, "erasure_time_to_certification")
@@ -636,3 +645,12 @@ def summary_markdown(s: dict[str, Any], paths: dict[str, Path] | None = None) ->
     if paths:
         lines += ["", "**Exports**", ""] + [f"- `{v}`" for _, v in sorted(paths.items(), key=lambda kv: str(kv[1]))]
     return "\n".join(lines)
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    if n < 1024:
+        return f"{n} B"
+    exp = min(int(math.log(n, 1024)), 4)
+    return f"{n / 1024 ** exp:.1f} {'BKMGT'[exp]}{'iB' if exp else ''}"

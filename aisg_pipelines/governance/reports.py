@@ -20,144 +20,30 @@ that is not installed) are reported as `available: false` with a reason, and cou
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from . import prometheus
 from .ledger import Ledger, iso
+from .report_render import CATEGORY_LABELS, fmt_bytes  # noqa: F401 - fmt_bytes re-exported
+from .retention_policy import CATEGORIES as RETENTION_CATEGORIES, DEFAULT_POLICY_FILE, load_policies
+from .periods import (  # noqa: F401 - re-exported: callers name periods through reports
+    DEFAULT_TIMEZONE, Period, month_containing, month_period, parse_ts, period_for_partition, report_timezone, week_containing, week_period,
+)
 
-DEFAULT_TIMEZONE = "Asia/Seoul"
 ERASURE_DEADLINE_DAYS = 30
 SCHEMA_VERSION = 1
 
-# Used only when governance/retention.py has no policy loader (days; audit ledger 7 years).
-DEFAULT_RETENTION_DAYS: dict[str, int] = {
-    "user_content": 180,
-    "system_logs": 90,
-    "metrics": 30,
-    "audit_ledger": 7 * 365,
-    "retired_embed_versions": 30,
-}
-RETENTION_CATEGORIES = tuple(DEFAULT_RETENTION_DAYS)
-CATEGORY_LABELS = {
-    "user_content": "User content",
-    "system_logs": "System logs",
-    "metrics": "Metrics",
-    "audit_ledger": "Audit ledger",
-    "retired_embed_versions": "Retired embed_versions",
-}
 EMBED_CHANGE_ACTIONS = ("embed_version.activate", "embed_version.rollback", "embed_version.bootstrap")
 OPEN_STATUSES = ("received", "in_progress", "verified")
-
-WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
-MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-
-
-def report_timezone() -> str:
-    return os.environ.get("AISG_REPORT_TIMEZONE") or DEFAULT_TIMEZONE
-
-
-def prometheus_textfile_path(exports_dir: Path) -> Path:
-    raw = os.environ.get("AISG_PROMETHEUS_TEXTFILE")
-    return Path(raw) if raw else Path(exports_dir) / "metrics" / "aisg_governance.prom"
-
-
-# -- periods ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Period:
-    """A half-open calendar period [start, end) in `tz`; `label` names its export directory."""
-
-    kind: str  # "week" | "month"
-    label: str  # "2026-W47" | "2026-11"
-    start: datetime  # aware, in tz
-    end: datetime
-    tz: str
-
-    @property
-    def start_utc(self) -> str:
-        return iso(self.start)
-
-    @property
-    def end_utc(self) -> str:
-        return iso(self.end)
-
-    def contains(self, ts: str | datetime | None) -> bool:
-        if ts is None:
-            return False
-        dt = parse_ts(ts)
-        return self.start <= dt < self.end
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "kind": self.kind, "label": self.label, "timezone": self.tz,
-            "start": self.start.isoformat(), "end": self.end.isoformat(),
-            "start_utc": self.start_utc, "end_utc": self.end_utc,
-        }
-
-
-def week_period(label: str, tz: str | None = None) -> Period:
-    m = WEEK_RE.fullmatch(label or "")
-    if not m:
-        raise ValueError(f"week {label!r} is not valid: use ISO week form YYYY-Www, e.g. 2026-W47")
-    tzname = tz or report_timezone()
-    try:
-        monday = date.fromisocalendar(int(m.group(1)), int(m.group(2)), 1)
-    except ValueError as exc:
-        raise ValueError(f"week {label!r} does not exist: {exc}") from None
-    start = datetime.combine(monday, datetime.min.time(), ZoneInfo(tzname))
-    return Period("week", label, start, _add_days(start, 7), tzname)
-
-
-def month_period(label: str, tz: str | None = None) -> Period:
-    m = MONTH_RE.fullmatch(label or "")
-    if not m or not 1 <= int(m.group(2)) <= 12:
-        raise ValueError(f"month {label!r} is not valid: use YYYY-MM, e.g. 2026-11")
-    tzname = tz or report_timezone()
-    y, mo = int(m.group(1)), int(m.group(2))
-    start = datetime(y, mo, 1, tzinfo=ZoneInfo(tzname))
-    end = datetime(y + (mo == 12), 1 if mo == 12 else mo + 1, 1, tzinfo=ZoneInfo(tzname))
-    return Period("month", label, start, end, tzname)
-
-
-def week_containing(moment: datetime, tz: str | None = None) -> Period:
-    tzname = tz or report_timezone()
-    y, w, _ = moment.astimezone(ZoneInfo(tzname)).isocalendar()
-    return week_period(f"{y}-W{w:02d}", tzname)
-
-
-def month_containing(moment: datetime, tz: str | None = None) -> Period:
-    local = moment.astimezone(ZoneInfo(tz or report_timezone()))
-    return month_period(f"{local.year}-{local.month:02d}", tz)
-
-
-def period_for_partition(kind: str, partition_key: str, tz: str | None = None) -> Period:
-    """Dagster time partition keys ("2026-11-16" week start / "2026-11-01" month start)."""
-    d = date.fromisoformat(partition_key[:10])
-    if kind == "week":
-        y, w, _ = d.isocalendar()
-        return week_period(f"{y}-W{w:02d}", tz)
-    return month_period(f"{d.year}-{d.month:02d}", tz)
-
-
-def _add_days(start: datetime, days: int) -> datetime:
-    # wall-clock arithmetic in the zone (DST-safe): same local time `days` later
-    local = start.replace(tzinfo=None) + timedelta(days=days)
-    return local.replace(tzinfo=start.tzinfo)
-
-
-def parse_ts(ts: str | datetime) -> datetime:
-    dt = ts if isinstance(ts, datetime) else datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
 
 def _by_time(events):
     """Ledger events in time order (seq order, except for events recorded with a past occurred_at)."""
@@ -267,16 +153,15 @@ def build_report(
 
 # -- retention ----------------------------------------------------------------------------
 def retention_policy() -> tuple[dict[str, float], str]:
-    """Retention days per category: governance.retention's validated policy file, else the defaults."""
-    try:
-        from .retention import load_policies
-    except Exception:  # noqa: BLE001 - the retention area is optional here
-        return dict(DEFAULT_RETENTION_DAYS), "defaults (governance.retention not available)"
+    """Retention days per category from governance.retention_policy (the configured policy file);
+    when that file is invalid (itself a finding), the periods of the shipped default file."""
     try:
         pol = load_policies()
-    except Exception as exc:  # noqa: BLE001 - an invalid policy file is itself a finding
-        return dict(DEFAULT_RETENTION_DAYS), f"defaults (policy file could not be loaded: {type(exc).__name__})"
-    return {**DEFAULT_RETENTION_DAYS, **{c: p.days for c, p in pol.policies.items()}}, str(pol.source)
+        source = str(pol.source)
+    except Exception as exc:  # noqa: BLE001 - an invalid policy file must not stop the report
+        pol = load_policies(DEFAULT_POLICY_FILE)
+        source = f"defaults (policy file could not be loaded: {type(exc).__name__})"
+    return {c: p.days for c, p in pol.policies.items()}, source
 
 
 def _policy_text(days: float) -> str:
@@ -287,10 +172,8 @@ def _policy_text(days: float) -> str:
 
 def live_retention(settings, now: datetime) -> tuple[dict[str, dict[str, Any]], str | None]:
     """What a retention dry run finds right now, per category ({} and a reason when unavailable)."""
-    try:
-        from .retention import overdue_report
-    except Exception:  # noqa: BLE001
-        return {}, "governance.retention not available"
+    from .retention import overdue_report
+
     out: dict[str, dict[str, Any]] = {}
     for cat in RETENTION_CATEGORIES:
         try:
@@ -839,105 +722,23 @@ def current_gauges(settings, *, now: datetime | None = None, ledger: Ledger | No
     return g
 
 
-def _label(v: str) -> str:
-    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def ledger_gauge_lines(lg: dict[str, Any]) -> list[str]:
-    """The audit ledger's witness gauges (issue 18): Prometheus's storage keeps what they were."""
-    return [
-        "# HELP aisg_ledger_head_seq Seq of the newest audit-ledger event (never decreases: a drop is a truncated or restored ledger).",
-        "# TYPE aisg_ledger_head_seq gauge",
-        f"aisg_ledger_head_seq {lg['head_seq']}",
-        "# HELP aisg_ledger_checkpoint_number Number of the newest signed ledger checkpoint (never decreases).",
-        "# TYPE aisg_ledger_checkpoint_number gauge",
-        f"aisg_ledger_checkpoint_number {lg['checkpoint_no']}",
-        "# HELP aisg_ledger_checkpoint_head_seq Ledger seq signed by the newest checkpoint.",
-        "# TYPE aisg_ledger_checkpoint_head_seq gauge",
-        f"aisg_ledger_checkpoint_head_seq {lg['checkpoint_head_seq']}",
-        "# HELP aisg_ledger_checkpoint_timestamp_seconds When the newest signed ledger checkpoint was written (0: none).",
-        "# TYPE aisg_ledger_checkpoint_timestamp_seconds gauge",
-        f"aisg_ledger_checkpoint_timestamp_seconds {lg['checkpoint_timestamp']:.0f}",
-    ]
-
-
 def update_ledger_gauges(settings, *, ledger: Ledger | None = None, exports_dir: Path | None = None, path: Path | None = None) -> Path:
     """Refresh only the aisg_ledger_* gauges in the textfile (the hourly checkpoint job: cheap,
     no retention dry run); the other gauges stay as the last full write left them."""
     from .checkpoints import ledger_gauges
 
     ledger = ledger or Ledger(settings.ledger_url)
-    target = Path(path) if path else prometheus_textfile_path(Path(exports_dir or settings.exports_dir))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    old = target.read_text(encoding="utf-8").splitlines() if target.exists() else []
-    ledger_line = re.compile(r"^(# (HELP|TYPE) )?aisg_ledger_")
-    kept = [line for line in old if line and not ledger_line.match(line)]
-    text = "\n".join(kept + ledger_gauge_lines(ledger_gauges(settings, ledger))) + "\n"
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    target = Path(path) if path else prometheus.textfile_path(Path(exports_dir or settings.exports_dir))
+    return prometheus.replace_ledger_gauges(target, ledger_gauges(settings, ledger))
 
 
 def render_prometheus(g: dict[str, Any], now: datetime) -> str:
-    lines = [
-        "# HELP aisg_erasure_open_requests Erasure requests received and not yet certified or failed.",
-        "# TYPE aisg_erasure_open_requests gauge",
-        f"aisg_erasure_open_requests {g['open_erasure_requests']}",
-        "# HELP aisg_erasure_oldest_open_request_age_seconds Age of the oldest open erasure request (0 when none).",
-        "# TYPE aisg_erasure_oldest_open_request_age_seconds gauge",
-        f"aisg_erasure_oldest_open_request_age_seconds {g['oldest_open_request_age_seconds']:.0f}",
-        "# HELP aisg_erasure_tracking_available 1 when the ledger has the erasure_requests table.",
-        "# TYPE aisg_erasure_tracking_available gauge",
-        f"aisg_erasure_tracking_available {g['erasure_available']}",
-        "# HELP aisg_access_open_requests GDPR access requests received and not yet delivered (or failed).",
-        "# TYPE aisg_access_open_requests gauge",
-        f"aisg_access_open_requests {g.get('open_access_requests', 0)}",
-        "# HELP aisg_access_oldest_open_request_age_seconds Age of the oldest open access request (0 when none); the deadline is 30 days.",
-        "# TYPE aisg_access_oldest_open_request_age_seconds gauge",
-        f"aisg_access_oldest_open_request_age_seconds {g.get('oldest_open_access_request_age_seconds', 0):.0f}",
-        "# HELP aisg_retention_overdue_items Items past their retention period, not held, still present, per category (retention dry run now).",
-        "# TYPE aisg_retention_overdue_items gauge",
-    ]
-    lines += [f'aisg_retention_overdue_items{{category="{_label(c)}"}} {n}' for c, n in sorted(g["overdue_retention"].items())]
-    lines += [
-        "# HELP aisg_orphans Orphaned records by kind (last orphans report).",
-        "# TYPE aisg_orphans gauge",
-    ]
-    lines += [f'aisg_orphans{{kind="{_label(k)}"}} {n}' for k, n in sorted(g["orphans"].items())]
-    lines += [
-        "# HELP aisg_embed_version_active_info The active embed_version (value is always 1).",
-        "# TYPE aisg_embed_version_active_info gauge",
-    ]
-    if g["active_embed_version"]:
-        lines.append(f'aisg_embed_version_active_info{{version="{_label(g["active_embed_version"])}"}} 1')
-    if g.get("ledger"):
-        lines += ledger_gauge_lines(g["ledger"])
-    lines += [
-        "# HELP aisg_governance_report_timestamp_seconds When these gauges were computed.",
-        "# TYPE aisg_governance_report_timestamp_seconds gauge",
-        f"aisg_governance_report_timestamp_seconds {now.timestamp():.0f}",
-    ]
-    return "\n".join(lines) + "\n"
+    return prometheus.render(g, now)
 
 
 def write_prometheus_textfile(settings, *, now: datetime | None = None, ledger: Ledger | None = None,
                               exports_dir: Path | None = None, path: Path | None = None) -> Path:
-    """Atomic write (temp file + rename) so the textfile collector never reads half a file."""
+    """The governance gauges as of `now`, written atomically (prometheus_client: temp file + rename)."""
     now = now or datetime.now(timezone.utc)
-    target = Path(path) if path else prometheus_textfile_path(Path(exports_dir or settings.exports_dir))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = render_prometheus(current_gauges(settings, now=now, ledger=ledger), now)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
-
-
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "n/a"
-    if n < 1024:
-        return f"{n} B"
-    exp = min(int(math.log(n, 1024)), 4)
-    return f"{n / 1024 ** exp:.1f} {'BKMGT'[exp]}{'iB' if exp else ''}"
+    target = Path(path) if path else prometheus.textfile_path(Path(exports_dir or settings.exports_dir))
+    return prometheus.write(target, prometheus.governance_registry(current_gauges(settings, now=now, ledger=ledger), now))

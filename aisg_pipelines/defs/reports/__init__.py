@@ -7,6 +7,7 @@ from .assets import (
     compliance_report_weekly,
     compliance_report_weekly_job,
     compliance_report_weekly_schedule,
+    register_code_location,
 )
 
 defs = dg.Definitions(

@@ -7,16 +7,15 @@ governance/reports.py and governance/report_render.py.
 """
 
 
-import os
 from datetime import datetime, timezone
 
 import dagster as dg
 
+from ...governance.periods import report_timezone
 from ..retry import aisg_retry
 from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
 
-DEFAULT_TIMEZONE = "Asia/Seoul"
-REPORT_TIMEZONE = os.environ.get("AISG_REPORT_TIMEZONE") or DEFAULT_TIMEZONE
+REPORT_TIMEZONE = report_timezone()
 
 # Weekly partitions run Monday 00:00 to Monday 00:00 local time (day_offset=1 is Monday).
 weekly_report_partitions = dg.WeeklyPartitionsDefinition(start_date="2025-01-06", day_offset=1, timezone=REPORT_TIMEZONE)
@@ -54,14 +53,25 @@ def asset_check_results(instance: dg.DagsterInstance, check_keys, since_ts: floa
     return out
 
 
+# A job executed in-process (`execute_in_process`: the CLI, the demo, tests) has no repository
+# on its context; definitions.py registers the code location here, so the report still sees
+# every check of it (this module never imports definitions.py: imports run one way).
+_code_location: dg.Definitions | None = None
+
+
+def register_code_location(defs: dg.Definitions) -> None:
+    global _code_location
+    _code_location = defs
+
+
 def all_check_keys(context: dg.AssetExecutionContext):
     """Every asset check of the code location (not only of this job)."""
     try:
         return context.repository_def.asset_graph.asset_check_keys
     except Exception:  # noqa: BLE001 - a job executed in-process outside a repository
-        from ...definitions import defs
-
-        return defs.get_repository_def().asset_graph.asset_check_keys
+        if _code_location is None:
+            return context.job_def.asset_layer.asset_graph.asset_check_keys
+        return _code_location.get_repository_def().asset_graph.asset_check_keys
 
 
 def _materialize(context: dg.AssetExecutionContext, kind: str, lance, ledger, landing, paths) -> dg.MaterializeResult:
