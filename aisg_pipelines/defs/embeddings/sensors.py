@@ -5,13 +5,12 @@ import os
 
 import dagster as dg
 
-from ..partitions import embeddings_key, embeddings_partitions
+from ..partitions import embeddings_key
 from ..resources import LedgerResource
 
 embed_batch_job = dg.define_asset_job(
     "embed_batch",
     selection=dg.AssetSelection.assets("embeddings"),
-    partitions_def=embeddings_partitions,
     description="Embed one ingest batch under one embed_version.",
     tags={"aisg/job": "embed"},
 )

@@ -13,7 +13,6 @@ from ..resources import EmbeddingModelResource, LandingZoneResource, LedgerResou
 ingest_batch_job = dg.define_asset_job(
     "ingest_batch",
     selection=dg.AssetSelection.assets("documents", "chunks"),
-    partitions_def=ingest_batches,
     description="Ingest one batch of uploads: documents (PII-scrubbed) and chunks, with their checks.",
     tags={"aisg/job": "ingest"},
 )

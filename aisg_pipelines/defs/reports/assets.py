@@ -155,11 +155,11 @@ def compliance_report_monthly(
 
 
 compliance_report_weekly_job = dg.define_asset_job(
-    "compliance_report_weekly_job", selection=[compliance_report_weekly], partitions_def=weekly_report_partitions,
+    "compliance_report_weekly_job", selection=[compliance_report_weekly],
     description="Export the weekly compliance report for one ISO week.",
 )
 compliance_report_monthly_job = dg.define_asset_job(
-    "compliance_report_monthly_job", selection=[compliance_report_monthly], partitions_def=monthly_report_partitions,
+    "compliance_report_monthly_job", selection=[compliance_report_monthly],
     description="Export the monthly compliance report for one month.",
 )
 

@@ -10,14 +10,12 @@ from .partitions import BY_KIND
 ingest_system_logs_job = dg.define_asset_job(
     "ingest_system_logs",
     selection=dg.AssetSelection.assets("system_logs"),
-    partitions_def=BY_KIND["system_logs"],
     description="Ingest one or more days of AISG system logs.",
     tags={"aisg/job": "telemetry"},
 )
 ingest_metrics_job = dg.define_asset_job(
     "ingest_metrics",
     selection=dg.AssetSelection.assets("metrics"),
-    partitions_def=BY_KIND["metrics"],
     description="Ingest one or more days of AISG metric samples.",
     tags={"aisg/job": "telemetry"},
 )
