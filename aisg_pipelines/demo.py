@@ -36,7 +36,7 @@ def _heading(title: str) -> None:
 
 
 def step_ingest(ctx: DemoContext) -> None:
-    from .governance.sample_data import generate_landing_zone
+    from .sample_data import generate_landing_zone
     from .governance.store import CHUNKS, DOCUMENTS, LanceStore
 
     s = ctx.settings

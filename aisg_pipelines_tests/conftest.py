@@ -98,7 +98,7 @@ def settings(tmp_path) -> Settings:
 def golden_store(tmp_path_factory) -> tuple[Path, dict]:
     """Built once: 3 subjects x 2 docs + bad inputs, ingested and embedded under v1."""
     from aisg_pipelines.governance.pipeline import ingest_all
-    from aisg_pipelines.governance.sample_data import generate_landing_zone
+    from aisg_pipelines.sample_data import generate_landing_zone
 
     root = tmp_path_factory.mktemp("golden")
     s = settings_for(root)

@@ -23,7 +23,7 @@ import random
 import uuid
 from dataclasses import dataclass, field
 
-from aisg_pipelines.governance.sample_data import _luhn_complete, _rrn_check_digit
+from aisg_pipelines.sample_data import _luhn_complete, _rrn_check_digit
 
 KINDS = (
     "PHONE_NUMBER", "KR_RRN", "CREDIT_CARD", "EMAIL_ADDRESS", "IP_ADDRESS", "URL",

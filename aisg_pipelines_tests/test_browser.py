@@ -51,7 +51,7 @@ def _free_port() -> int:
 @pytest.fixture
 def materialised(settings, code_location_env):
     """One batch of 2 uploads, ingested and embedded through the real sensors and jobs."""
-    from aisg_pipelines.governance.sample_data import generate_landing_zone
+    from aisg_pipelines.sample_data import generate_landing_zone
     from aisg_pipelines.local_runner import tick_sensor
 
     import dagster as dg

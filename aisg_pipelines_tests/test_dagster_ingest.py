@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from aisg_pipelines.governance.landing import plan_batches
-from aisg_pipelines.governance.sample_data import generate_landing_zone
+from aisg_pipelines.sample_data import generate_landing_zone
 from aisg_pipelines.governance.store import CHUNKS, DOCUMENTS, LanceStore
 from aisg_pipelines.local_runner import tick_sensor
 

@@ -218,7 +218,7 @@ def test_asset_checks_fail_on_corrupted_data(populated_settings):
 def test_rerun_after_interrupted_quarantine_counts_it_once(settings):
     """A run killed after moving a bad file to quarantine: the re-run reports it, loses nothing."""
     from aisg_pipelines.governance.landing import Rejected, quarantine
-    from aisg_pipelines.governance.sample_data import generate_landing_zone
+    from aisg_pipelines.sample_data import generate_landing_zone
 
     manifest = generate_landing_zone(settings.landing_dir, now=FIXED_NOW, n_subjects=1, docs_per_subject=2, span_days=5, max_file_bytes=settings.max_file_bytes)
     files = sorted([d["path"] for d in manifest["documents"]] + [b["path"] for b in manifest["bad_inputs"]])

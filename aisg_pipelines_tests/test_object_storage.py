@@ -77,7 +77,7 @@ def _client(endpoint: str):
 def _world(tmp_path, endpoint, *, versioned=False, object_lock=False, n_subjects=2):
     """A landing zone on disk, the LanceDB store in a fresh bucket under a prefix, ingested."""
     from aisg_pipelines.governance.pipeline import ingest_all
-    from aisg_pipelines.governance.sample_data import generate_landing_zone
+    from aisg_pipelines.sample_data import generate_landing_zone
 
     bucket = f"aisg-{uuid.uuid4().hex[:12]}"
     c = _client(endpoint)

@@ -42,7 +42,7 @@ def onnx_cache(tmp_path_factory):
 
 def _texts(n: int = 24) -> list[str]:
     from aisg_pipelines.governance.chunking import ChunkerParams, chunk_text
-    from aisg_pipelines.governance.sample_data import generate_labelled_texts
+    from aisg_pipelines.sample_data import generate_labelled_texts
 
     out: list[str] = []
     for lt in generate_labelled_texts(12, seed=3):

@@ -21,7 +21,7 @@ from aisg_pipelines.governance.pii import (  # noqa: E402
     baseline_detect,
     get_scrubber,
 )
-from aisg_pipelines.governance.sample_data import generate_labelled_texts  # noqa: E402
+from aisg_pipelines.sample_data import generate_labelled_texts  # noqa: E402
 
 ENCRYPT_KEY = "WmZq4t7w!z%C&F)J"  # 16 bytes (AES-128)
 
@@ -117,7 +117,7 @@ def test_entity_types_exact() -> None:
         "URL", "KR_BANK_ACCOUNT", "KR_PASSPORT", "KR_DRIVER_LICENSE",
     )
     assert {e for e, _, _ in POSITIVE} == set(ENTITY_TYPES)
-    from aisg_pipelines.governance import sample_data
+    from aisg_pipelines import sample_data
 
     assert sample_data.ENTITY_TYPES == ENTITY_TYPES
 
@@ -396,7 +396,7 @@ def test_no_network_during_construction_and_detection(monkeypatch) -> None:
 
 def test_module_import_is_light() -> None:
     code = (
-        "import sys, aisg_pipelines.governance.pii, aisg_pipelines.governance.sample_data\n"
+        "import sys, aisg_pipelines.governance.pii, aisg_pipelines.sample_data\n"
         "heavy = [m for m in ('presidio_analyzer', 'presidio_anonymizer', 'tldextract', 'spacy', 'faker') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -199,7 +199,7 @@ def drop_uploads(landing: Path, *, seed: int, n_subjects: int, docs_per_subject:
 
     The generator reuses subject and doc ids across seeds; `tag` makes them new ones (an
     upload of a subject that an earlier test erased is refused as a replay, rightly)."""
-    from aisg_pipelines.governance.sample_data import generate_landing_zone
+    from aisg_pipelines.sample_data import generate_landing_zone
 
     staging = landing.parent / f"staging-{seed}"
     manifest = generate_landing_zone(

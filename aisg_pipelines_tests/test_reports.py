@@ -201,7 +201,7 @@ def test_report_json_holds_exactly_the_known_figures(report_store):
 
 
 def test_html_has_charts_and_pdf_opens_with_pages(report_store):
-    from aisg_pipelines.governance.report_render import pdf_page_count, pdf_text
+    from .pdf_text import pdf_page_count, pdf_text
     from aisg_pipelines.governance.reports import build_report, week_period
 
     s, _, known = report_store
@@ -226,7 +226,7 @@ def test_html_has_charts_and_pdf_opens_with_pages(report_store):
 
 def test_exports_hold_no_personal_data(report_store):
     from aisg_pipelines.governance.pii import get_scrubber
-    from aisg_pipelines.governance.report_render import pdf_text
+    from .pdf_text import pdf_text
     from aisg_pipelines.governance.reports import build_report, month_period, week_period
 
     s, manifest, known = report_store

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aisg_pipelines.governance.sample_data import (
+from aisg_pipelines.sample_data import (
     ENTITY_TYPES,
     LabelledSpan,
     LabelledText,

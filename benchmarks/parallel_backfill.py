@@ -112,7 +112,7 @@ def main() -> None:
     ap.add_argument("--no-s3", action="store_true")
     a = ap.parse_args()
     from aisg_pipelines.governance.pipeline import ingest_all
-    from aisg_pipelines.governance.sample_data import generate_landing_zone
+    from aisg_pipelines.sample_data import generate_landing_zone
 
     runs = [int(x) for x in a.runs.split(",")]
     rows = []

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import cpu_model as _cpu_model  # noqa: E402
 from aisg_pipelines.governance.pii import PiiScrubber, baseline_detect  # noqa: E402
-from aisg_pipelines.governance.sample_data import generate_labelled_texts  # noqa: E402
+from aisg_pipelines.sample_data import generate_labelled_texts  # noqa: E402
 from aisg_pipelines_tests import pii_corpus  # noqa: E402
 
 

@@ -64,7 +64,7 @@ from aisg_pipelines.governance.ids import chunk_id_for, sha256_hex  # noqa: E402
 from aisg_pipelines.governance.ledger import Ledger  # noqa: E402
 from aisg_pipelines.governance.pipeline import embed_batch  # noqa: E402
 from aisg_pipelines.governance.reindex import reindex  # noqa: E402
-from aisg_pipelines.governance.sample_data import generate_labelled_texts  # noqa: E402
+from aisg_pipelines.sample_data import generate_labelled_texts  # noqa: E402
 from aisg_pipelines.governance.store import CHUNKS, CHUNKS_SCHEMA, LanceStore  # noqa: E402
 from aisg_pipelines.governance.versions import EmbedVersionSpec, VersionRegistry, ensure_bootstrap_version  # noqa: E402
 from aisg_pipelines.settings import bundled_model_path  # noqa: E402

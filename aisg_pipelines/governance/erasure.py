@@ -188,7 +188,7 @@ __all__ = [
 
 
 # -- deletion: through the cascade (governance/cascade.py) ---------------------------------
-SAMPLE_MANIFEST = "sample_manifest.json"  # written by the demo (sample_data.generate_landing_zone) into the data dir
+SAMPLE_MANIFEST = "sample_manifest.json"  # written by the demo (aisg_pipelines.sample_data.generate_landing_zone) into the data dir
 
 
 def redact_json_subjects(path: Path, subjects: dict[str, str]) -> int:

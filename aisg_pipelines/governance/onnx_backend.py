@@ -344,7 +344,7 @@ def _quantize(src: Path, out: Path, q: dict, model_path: str) -> None:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
         tok = Tokenizer(model_path, 256)
-        from .sample_data import generate_labelled_texts
+        from ..sample_data import generate_labelled_texts
 
         texts = [t.text[:1500] for t in generate_labelled_texts(max(1, q["calibration_texts"]), seed=1234)][: max(1, q["calibration_texts"])]
 

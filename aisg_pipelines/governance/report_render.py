@@ -587,35 +587,6 @@ def render_pdf(s: dict[str, Any], charts: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def pdf_text(data: bytes) -> str:
-    """Text shown in a PDF written by reportlab (Flate streams inflated, Tj strings joined).
-
-    Used by the tests and the PII scan; no extra package needed.
-    """
-    import re
-    import zlib
-
-    out: list[str] = []
-    for m in re.finditer(rb"stream\r?\n(.*?)\r?\n?endstream", data, re.S):
-        raw = m.group(1).strip()
-        try:
-            if raw.endswith(b"~>"):  # reportlab: /Filter [ /ASCII85Decode /FlateDecode ]
-                raw = base64.a85decode(b"<~" + raw, adobe=True)
-            raw = zlib.decompress(raw)
-        except Exception:  # noqa: BLE001 - not a Flate text stream (e.g. an image)
-            continue
-        for s in re.findall(rb"\((.*?)(?<!\\)\)\s*Tj", raw, re.S):
-            out.append(s.replace(rb"\(", b"(").replace(rb"\)", b")").replace(rb"\\", b"\\").decode("latin-1"))
-    return "\n".join(out)
-
-
-def pdf_page_count(data: bytes) -> int:
-    import re
-
-    return len(re.findall(rb"/Type\s*/Page(?![s\w])", data))
-
-
-
 def summary_markdown(s: dict[str, Any], paths: dict[str, Path] | None = None) -> str:
     """Short markdown for the Dagster UI (asset metadata) and the CLI."""
     k = s["key_figures"]
