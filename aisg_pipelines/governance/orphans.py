@@ -54,6 +54,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import events
 from .ids import BATCH_ID_RE, in_filter, subject_hash
 from .keyhash import mix64_words
 from .landing import REASON_SUFFIX, SIDECAR_SUFFIX, Rejected, quarantine
@@ -731,7 +732,7 @@ def cleanup_orphans(
     step("audit")
     if ledger is not None:
         for k in CLEANABLE:
-            ledger.append_event("orphans.cleanup", {"kind": k, "deleted": 0 if dry_run else res.deleted[k], "found": counts[k], "dry_run": dry_run}, actor=actor)
+            events.record(ledger, events.OrphansCleanup(kind=k, deleted=0 if dry_run else res.deleted[k], found=counts[k], dry_run=dry_run), actor=actor)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -750,12 +751,8 @@ def _missing_batches(store: LanceStore, report: OrphanReport) -> set[str]:
 
 def audit_report(ledger, report: OrphanReport, csv_path: Path | None = None, actor: str = "aisg_pipelines") -> None:
     """`orphans.report` with the count per kind (the compliance report plots the trend)."""
-    ledger.append_event(
-        "orphans.report",
-        {
-            "counts": report.counts, "total": report.total, "cleanable_total": report.cleanable_total,
-            "checked": {k: v for k, v in report.checked.items() if not v}, "active_version": report.active_version,
-            "csv": csv_path.name if csv_path else None, "seconds": round(report.seconds, 3),
-        },
-        actor=actor,
-    )
+    events.record(ledger, events.OrphansReport(
+        counts=report.counts, total=report.total, cleanable_total=report.cleanable_total,
+        checked={k: v for k, v in report.checked.items() if not v}, active_version=report.active_version,
+        csv=csv_path.name if csv_path else None, seconds=round(report.seconds, 3),
+    ), actor=actor)

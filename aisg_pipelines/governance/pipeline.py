@@ -312,15 +312,14 @@ def ingest_documents(
         result.emptied_batches = empty_batches(store, sorted(b for b in others if b and b != batch_id))
     result.pii_counts = {k: totals.get(k, 0) for k in sorted(set(totals) | set(getattr(scrubber, "entity_types", ())))}
     if ledger is not None:
-        ledger.append_event(
-            "ingest.documents",
-            {
-                "batch_id": batch_id, "documents": result.documents, "pii_removed": result.pii_counts,
-                "quarantined_by_reason": result.quarantined_by_reason, "missing": len(result.missing),
-                "deferred": len(result.deferred), "replaced": len(result.replaced), "emptied_batches": result.emptied_batches,
-                "dropped": result.dropped.get("documents", 0),
-            },
-        )
+        from .events import IngestDocuments, record
+
+        record(ledger, IngestDocuments(
+            batch_id=batch_id, documents=result.documents, pii_removed=result.pii_counts,
+            quarantined_by_reason=result.quarantined_by_reason, missing=len(result.missing),
+            deferred=len(result.deferred), replaced=len(result.replaced), emptied_batches=result.emptied_batches,
+            dropped=result.dropped.get("documents", 0),
+        ))
     return result
 
 

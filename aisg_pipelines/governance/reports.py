@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from . import prometheus
+from .events import EmbedVersionSwitch, IngestDocuments, OrphansCleanup, OrphansReport, ReportExported, RetentionPurge, record
 from .ledger import Ledger, iso
 from .report_render import CATEGORY_LABELS, fmt_bytes  # noqa: F401 - fmt_bytes re-exported
 from .retention_policy import CATEGORIES as RETENTION_CATEGORIES, DEFAULT_POLICY_FILE, load_policies
@@ -42,7 +43,6 @@ from .periods import (  # noqa: F401 - re-exported: callers name periods through
 ERASURE_DEADLINE_DAYS = 30
 SCHEMA_VERSION = 1
 
-EMBED_CHANGE_ACTIONS = ("embed_version.activate", "embed_version.rollback", "embed_version.bootstrap")
 OPEN_STATUSES = ("received", "in_progress", "verified")
 
 def _by_time(events):
@@ -140,11 +140,8 @@ def build_report(
     result = ReportResult(period=period, summary=summary, out_dir=out_dir, paths=paths)
     if write_prometheus:
         result.prometheus_path = write_prometheus_textfile(settings, now=now, ledger=ledger, exports_dir=base)
-    ledger.append_event(
-        "report.exported",
-        {"period": period.label, "kind": period.kind, "files": sorted(p.name for p in paths.values()),
-         "within_policy": summary["within_policy"], "findings": len(summary["findings"])},
-    )
+    record(ledger, ReportExported(period=period.label, kind=period.kind, files=sorted(p.name for p in paths.values()),
+                                  within_policy=summary["within_policy"], findings=len(summary["findings"])))
     from .checkpoints import checkpoint_after
 
     checkpoint_after(settings, ledger, "report")  # signed, outside the ledger (issue 18)
@@ -188,33 +185,33 @@ def live_retention(settings, now: datetime) -> tuple[dict[str, dict[str, Any]], 
 
 def _retention(settings, ledger: Ledger, store, period: Period, events, now: datetime) -> dict[str, Any]:
     policy, source = retention_policy()
-    purges = [e for e in events if e.action == "retention.purge"]
+    purges = [(e, RetentionPurge.from_payload(e.details)) for e in events if e.action == RetentionPurge.ACTION]
     # State at the end of a past period: the last real (not dry-run) purge at or before its end.
     last_before_end: dict[str, Any] = {}
-    for e in _by_time(ledger.events("retention.purge", until=period.end_utc)):
-        if not e.details.get("dry_run"):
-            last_before_end[str(e.details.get("category"))] = e
+    for e in _by_time(ledger.events(RetentionPurge.ACTION, until=period.end_utc)):
+        ev = RetentionPurge.from_payload(e.details)
+        if not ev.dry_run:
+            last_before_end[ev.category] = (e, ev)
     # For the period that contains `now`, what remains is measured now (a retention dry run).
     live, live_reason = live_retention(settings, now) if period.contains(now) else ({}, None)
     per_cat: dict[str, dict[str, Any]] = {}
     by_day: Counter = Counter()
-    for e in purges:
-        d = e.details
-        if d.get("dry_run"):
+    for e, ev in purges:
+        if ev.dry_run:
             continue
-        cat = str(d.get("category"))
+        cat = ev.category
         c = per_cat.setdefault(cat, {"runs": 0, "deleted_rows": 0, "deleted_items": 0, "bytes_reclaimed": 0})
         c["runs"] += 1
-        c["deleted_rows"] += int(d.get("deleted_rows") or 0)
-        c["deleted_items"] += int(d.get("deleted", d.get("deleted_rows")) or 0)
-        c["bytes_reclaimed"] += int(d.get("bytes_reclaimed") or 0)
+        c["deleted_rows"] += int(ev.deleted_rows)
+        c["deleted_items"] += int(ev.deleted)
+        c["bytes_reclaimed"] += int(ev.bytes_reclaimed)
         day = parse_ts(e.occurred_at).astimezone(ZoneInfo(period.tz)).date().isoformat()
-        by_day[(day, cat)] += int(d.get("deleted_rows") or 0)
+        by_day[(day, cat)] += int(ev.deleted_rows)
     rows = []
     for cat in list(RETENTION_CATEGORIES) + sorted(set(per_cat) - set(RETENTION_CATEGORIES)):
         days = policy.get(cat)
         c = per_cat.get(cat, {"runs": 0, "deleted_rows": 0, "deleted_items": 0, "bytes_reclaimed": 0})
-        last = last_before_end.get(cat)
+        last, last_ev = last_before_end.get(cat, (None, None))
         lv = live.get(cat)
         unit = "rows"
         if lv is not None and "error" not in lv:
@@ -223,15 +220,12 @@ def _retention(settings, ledger: Ledger, store, period: Period, events, now: dat
             oldest = lv["oldest_remaining_age_days"]
             unit = lv.get("unit") or unit
             basis = f"measured {iso(now)[:16]}Z (retention dry run)"
-        elif last is not None:
-            ld = last.details
-            expired = int(ld.get("expired") or 0)
-            deleted = int(ld.get("deleted", ld.get("deleted_rows")) or 0)
-            held = int(ld.get("held") or 0)
-            remaining = max(expired - deleted, 0)
+        elif last_ev is not None:
+            held = int(last_ev.held)
+            remaining = last_ev.remaining_past_period
             unexplained = max(remaining - held, 0)
-            oldest = ld.get("oldest_remaining_age_days")
-            unit = str(ld.get("unit") or unit)
+            oldest = last_ev.oldest_remaining_age_days
+            unit = last_ev.unit or unit
             basis = f"last purge run {last.occurred_at[:16]}Z"
         else:
             remaining = held = unexplained = 0
@@ -423,15 +417,14 @@ def _pii(events) -> dict[str, Any]:
     quarantined: Counter = Counter()
     docs = missing = batches = 0
     for e in events:
-        if e.action != "ingest.documents":
+        if e.action != IngestDocuments.ACTION:
             continue
-        d = e.details
+        ev = IngestDocuments.from_payload(e.details)
         batches += 1
-        docs += int(d.get("documents") or 0)
-        m = d.get("missing") or 0
-        missing += len(m) if isinstance(m, list) else int(m)
-        removed.update({str(k): int(v) for k, v in (d.get("pii_removed") or {}).items()})
-        quarantined.update({str(k): int(v) for k, v in (d.get("quarantined_by_reason") or {}).items()})
+        docs += int(ev.documents)
+        missing += int(ev.missing)
+        removed.update({str(k): int(v) for k, v in ev.pii_removed.items()})
+        quarantined.update({str(k): int(v) for k, v in ev.quarantined_by_reason.items()})
     return {
         "available": True,
         "batches": batches,
@@ -445,20 +438,19 @@ def _pii(events) -> dict[str, Any]:
 
 
 def _orphan_counts(details: dict[str, Any]) -> dict[str, int]:
-    src = details.get("counts") if isinstance(details.get("counts"), dict) else details
-    return {str(k): int(v) for k, v in src.items() if isinstance(v, int) and not isinstance(v, bool) and k not in ("total", "dry_run")}
+    return {str(k): int(v) for k, v in OrphansReport.from_payload(details).counts.items()}
 
 
 def _orphans(ledger: Ledger, period: Period, events) -> dict[str, Any]:
     trend = [
         {"at": e.occurred_at, "counts": _orphan_counts(e.details)}
-        for e in events if e.action == "orphans.report"
+        for e in events if e.action == OrphansReport.ACTION
     ]
     cleanups = [
-        {"at": e.occurred_at, "kind": str(e.details.get("kind")), "deleted": int(e.details.get("deleted") or 0)}
-        for e in events if e.action == "orphans.cleanup" and not e.details.get("dry_run")
+        {"at": e.occurred_at, "kind": ev.kind, "deleted": int(ev.deleted)}
+        for e, ev in ((e, OrphansCleanup.from_payload(e.details)) for e in events if e.action == OrphansCleanup.ACTION) if not ev.dry_run
     ]
-    before_end = _by_time(ledger.events("orphans.report", until=period.end_utc))
+    before_end = _by_time(ledger.events(OrphansReport.ACTION, until=period.end_utc))
     latest = _orphan_counts(before_end[-1].details) if before_end else {}
     kinds = sorted({k for t in trend for k in t["counts"]} | set(latest) | {c["kind"] for c in cleanups})
     deleted_by_kind = Counter()
@@ -483,11 +475,11 @@ def _embeddings(ledger: Ledger, store, period: Period, events) -> dict[str, Any]
     from .versions import VersionRegistry
 
     changes = [
-        {"at": e.occurred_at, "action": e.action.split(".", 1)[1], "name": e.details.get("name"), "previous": e.details.get("previous")}
-        for e in events if e.action in EMBED_CHANGE_ACTIONS
+        {"at": e.occurred_at, "action": e.action.split(".", 1)[1], "name": ev.name or None, "previous": ev.previous}
+        for e, ev in ((e, EmbedVersionSwitch.from_payload(e.details)) for e in events if e.action in EmbedVersionSwitch.ACTIONS)
     ]
-    before_end = [e for e in _by_time(ledger.events("embed_version.", until=period.end_utc)) if e.action in EMBED_CHANGE_ACTIONS]
-    active_at_end = before_end[-1].details.get("name") if before_end else None
+    before_end = [e for e in _by_time(ledger.events("embed_version.", until=period.end_utc)) if e.action in EmbedVersionSwitch.ACTIONS]
+    active_at_end = (EmbedVersionSwitch.from_payload(before_end[-1].details).name or None) if before_end else None
     try:
         active = VersionRegistry(ledger).active()
     except Exception:  # noqa: BLE001
@@ -695,19 +687,20 @@ def current_gauges(settings, *, now: datetime | None = None, ledger: Ledger | No
         pass
     live, _ = live_retention(settings, now)
     last: dict[str, Any] = {}
-    for e in _by_time(ledger.events("retention.purge")):
-        if not e.details.get("dry_run"):
-            last[str(e.details.get("category"))] = e.details
+    for e in _by_time(ledger.events(RetentionPurge.ACTION)):
+        ev = RetentionPurge.from_payload(e.details)
+        if not ev.dry_run:
+            last[ev.category] = ev
     for cat in RETENTION_CATEGORIES:
         lv = live.get(cat)
         d = last.get(cat)
         if lv is not None and "error" not in lv:
             g["overdue_retention"][cat] = lv["overdue"]
         elif d:
-            g["overdue_retention"][cat] = max(int(d.get("expired") or 0) - int(d.get("deleted", d.get("deleted_rows")) or 0) - int(d.get("held") or 0), 0)
+            g["overdue_retention"][cat] = max(d.expired - d.deleted - d.held, 0)
         else:
             g["overdue_retention"][cat] = 0
-    reports = _by_time(ledger.events("orphans.report"))
+    reports = _by_time(ledger.events(OrphansReport.ACTION))
     g["orphans"] = _orphan_counts(reports[-1].details) if reports else {}
     try:
         from .versions import VersionRegistry

@@ -36,6 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from . import events
+from .events import RetentionPurge
 from .ids import BATCH_ID_RE, DOC_ID_RE, batched, in_filter, require, subject_hash
 from .landing import REASON_SUFFIX, SIDECAR_SUFFIX
 from .ledger import Ledger, audit_events, iso
@@ -73,13 +75,16 @@ class CategoryResult:
         """Past the period, not held, still present."""
         return self.expired - self.held - self.deleted
 
+    def audit_event(self, dry_run: bool) -> RetentionPurge:
+        return RetentionPurge(
+            category=self.category, expired=self.expired, deleted_rows=sum(self.rows_deleted.values()), deleted=self.deleted,
+            unit=self.unit, held=self.held, bytes_reclaimed=self.bytes_reclaimed, dry_run=dry_run,
+            oldest_remaining_age_days=self.oldest_remaining_age_days, period_days=self.period_days, cutoff=self.cutoff,
+            rows_deleted=self.rows_deleted, partitions_emptied=self.partitions_emptied,
+        )
+
     def audit_details(self, dry_run: bool) -> dict:
-        return {
-            "category": self.category, "expired": self.expired, "deleted_rows": sum(self.rows_deleted.values()),
-            "deleted": self.deleted, "unit": self.unit, "held": self.held, "bytes_reclaimed": self.bytes_reclaimed,
-            "dry_run": dry_run, "oldest_remaining_age_days": self.oldest_remaining_age_days, "period_days": self.period_days,
-            "cutoff": self.cutoff, "rows_deleted": self.rows_deleted, "partitions_emptied": self.partitions_emptied,
-        }
+        return self.audit_event(dry_run).to_payload()
 
 
 @dataclass
@@ -223,11 +228,8 @@ class Retention:
         """Written as soon as a category's rows are gone, before the purge: a run killed later
         still leaves an audit record of what it deleted (the final retention.purge events
         add bytes reclaimed)."""
-        self.ledger.append_event(
-            "retention.deleted",
-            {"category": r.category, "expired": r.expired, "deleted": r.deleted, "held": r.held, "rows_deleted": r.rows_deleted, "as_of": iso(self.now)},
-            actor="retention",
-        )
+        events.record(self.ledger, events.RetentionDeleted(category=r.category, expired=r.expired, deleted=r.deleted, held=r.held,
+                                                           rows_deleted=r.rows_deleted, as_of=iso(self.now)), actor="retention")
 
     def _step(self, name: str) -> None:
         if not self.dry_run:
@@ -560,7 +562,7 @@ class Retention:
             self._purge()
         self.result.seconds = round(time.perf_counter() - t0, 3)
         for r in self.result.categories.values():
-            self.ledger.append_event("retention.purge", r.audit_details(self.dry_run), actor="retention")
+            events.record(self.ledger, r.audit_event(self.dry_run), actor="retention")
         return self.result
 
     def _access_exports(self) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from . import events
 from .chunking import ChunkerParams
 from .embedding import ModelSpec, model_name, weights_fingerprint
 from .ids import VERSION_NAME_RE, require, sha256_hex
@@ -228,7 +229,7 @@ class VersionRegistry:
             if current:
                 conn.execute(embed_versions.update().where(embed_versions.c.name == current).values(status="retired", retired_at=iso()))
             conn.execute(embed_versions.update().where(embed_versions.c.name == name).values(status="active", activated_at=iso()))
-            self.ledger.append_event(f"embed_version.{reason}", {"name": name, "previous": current}, conn=conn)
+            events.record(self.ledger, events.EmbedVersionSwitch(name=name, previous=current), action=f"embed_version.{reason}", conn=conn)
         return self.require(name)
 
     def previous_active(self) -> EmbedVersion | None:
