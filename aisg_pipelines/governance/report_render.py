@@ -404,17 +404,7 @@ SECTION_CHARTS = {"retention": ["deletions_over_time"], "erasure": ["erasure_tim
 
 
 # -- HTML -----------------------------------------------------------------------------------
-CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#1d2733;max-width:1000px;margin:24px auto;padding:0 16px;line-height:1.45}
-h1{font-size:24px;margin-bottom:4px}h2{font-size:18px;border-bottom:2px solid #1f5f99;padding-bottom:3px;margin-top:32px}
-.meta{color:#555;font-size:13px}.status{padding:10px 14px;border-radius:6px;margin:16px 0}
-.ok{background:#e6f4ea;border:1px solid #3a9a5b}.bad{background:#fbe9ec;border:1px solid #b8415a}
-table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}th,td{border:1px solid #cfd6de;padding:4px 8px;text-align:left}
-th{background:#eef2f6}td.num{text-align:right;font-variant-numeric:tabular-nums}caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0;color:#333}
-.kf{display:grid;grid-template-columns:repeat(4,1fr);gap:8px}.kf div{background:#f5f7fa;border:1px solid #dde3ea;border-radius:6px;padding:8px}
-.kf b{display:block;font-size:20px}.kf span{font-size:12px;color:#555}img.chart{max-width:100%;border:1px solid #e3e7ec;margin:6px 0}
-footer{margin-top:40px;color:#777;font-size:12px}
-"""
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"  # package data (pyproject)
 
 
 def _kf_cards(s: dict[str, Any]) -> list[tuple[str, str]]:
@@ -446,37 +436,25 @@ def _is_num(v: str) -> bool:
 
 
 def render_html(s: dict[str, Any], charts: dict[str, bytes]) -> str:
-    e = html.escape
+    """report.html from templates/compliance_report.html.j2 (Jinja2, autoescape on)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True, undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=False)
     p = s["period"]
     tz = p["timezone"]
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{e(s['title'])}</title><style>{CSS}</style></head><body>",
-        f"<h1>{e(s['title'])}</h1>",
-        f"<div class='meta'>Period <b>{e(p['label'])}</b> ({e(p['kind'])}): {e(_local(p['start_utc'], tz))} to {e(_local(p['end_utc'], tz))} {e(tz)} "
-        f"(UTC {e(p['start_utc'][:16])} to {e(p['end_utc'][:16])}). Generated {e(_local(s['generated_at'], tz))} {e(tz)}. "
-        "Subjects appear only as salted hashes; the report contains no personal data.</div>",
-    ]
-    if s["findings"]:
-        parts.append("<div class='status bad'><b>Not within policy.</b> Findings:<ul>" + "".join(f"<li>{e(f)}</li>" for f in s["findings"]) + "</ul></div>")
-    else:
-        parts.append("<div class='status ok'><b>Within policy.</b> No findings for this period.</div>")
-    if s.get("notes"):
-        parts.append("<div class='meta'><b>Not available in this report:</b><ul>" + "".join(f"<li>{e(n)}</li>" for n in s["notes"]) + "</ul></div>")
-    parts.append("<h2>Key figures</h2><div class='kf'>" + "".join(f"<div><b>{e(v)}</b><span>{e(k)}</span></div>" for k, v in _kf_cards(s)) + "</div>")
     tables = section_tables(s)
-    for sec in SECTIONS:
-        parts.append(f"<h2 id='{sec}'>{e(SECTION_TITLES[sec])}</h2>")
-        for chart in SECTION_CHARTS.get(sec, []):
-            b64 = base64.b64encode(charts[chart]).decode("ascii")
-            parts.append(f"<img class='chart' alt='{e(CHART_TITLES[chart])}' src='data:image/png;base64,{b64}'>")
-        for caption, headers, rows in tables[sec]:
-            parts.append("<table><caption>" + e(caption) + "</caption><tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>")
-            for r in rows:
-                parts.append("<tr>" + "".join(f"<td class='num'>{e(c)}</td>" if _is_num(c) else f"<td>{e(c)}</td>" for c in r) + "</tr>")
-            parts.append("</table>")
-    parts.append(f"<footer>aisg_pipelines compliance report · schema v{s['schema_version']} · exported with a PDF, summary JSON and one CSV per section</footer></body></html>")
-    return "\n".join(parts)
+    sections = [{
+        "id": sec,
+        "title": SECTION_TITLES[sec],
+        "charts": [{"alt": CHART_TITLES[c], "png_base64": base64.b64encode(charts[c]).decode("ascii")} for c in SECTION_CHARTS.get(sec, [])],
+        "tables": [{"caption": caption, "headers": headers, "rows": [[(c, _is_num(c)) for c in r] for r in rows]} for caption, headers, rows in tables[sec]],
+    } for sec in SECTIONS]
+    return env.get_template("compliance_report.html.j2").render(
+        title=s["title"], period=p, tz=tz,
+        start_local=_local(p["start_utc"], tz), end_local=_local(p["end_utc"], tz), generated_local=_local(s["generated_at"], tz),
+        findings=s["findings"], notes=s.get("notes") or [], key_figures=_kf_cards(s), sections=sections, schema_version=s["schema_version"],
+    )
 
 
 # -- PDF ------------------------------------------------------------------------------------
