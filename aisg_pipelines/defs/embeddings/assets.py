@@ -46,7 +46,8 @@ def embeddings(
         eta = (total - done) / rate if rate else 0.0
         context.log.info(f"{version.name}|{batch_id}: {done}/{total} chunks, {rate:.1f} chunks/s, ETA {eta:.0f}s")
 
-    res = embed_batch(lance.get_store(), version, batch_id, batch_size=embedding_model.batch_size, progress=progress)
+    store = lance.get_store()
+    res = embed_batch(store, version, batch_id, batch_size=embedding_model.batch_size, progress=progress)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": res.chunks,
@@ -58,6 +59,8 @@ def embeddings(
             "embedded": res.embedded,
             "skipped_unchanged": res.skipped,
             "stale_removed": res.stale_removed,
+            # commits retried after a conflict with another run writing the same table (parallel backfill)
+            "commit_retries": store.commit_retries,
             "chunks_per_second": round(res.chunks_per_second, 2),
             "seconds": round(res.seconds, 3),
             "summary": dg.MetadataValue.md(
