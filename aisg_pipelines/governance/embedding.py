@@ -1,4 +1,4 @@
-"""Loading the embedding model offline, fingerprinting its weights, and encoding.
+"""Encoding with the embedding model (the model files, fingerprint and torch loader: models.py).
 
 torch and sentence-transformers cost seconds to import, so they are imported here inside
 functions only; the Dagster code location never imports them at load time.
@@ -10,29 +10,11 @@ backend goes through the same token-length-sorted mini-batches.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
-from ..settings import enforce_offline
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    path: str
-    max_seq_length: int = 256
-    normalize: bool = True
-    backend: str = "torch"  # torch | onnx | onnx-int8
-    quantization: str = ""  # canonical JSON of the onnx-int8 settings (onnx_backend.canonical_quantization)
-
-    @property
-    def is_onnx(self) -> bool:
-        return self.backend != "torch"
+from .models import (  # noqa: F401 - the model API is used through embedding too
+    WEIGHT_SUFFIXES, ModelSpec, load_model, model_dims_from_config, model_name, weights_fingerprint,
+)
 
 
 def _onnx(spec: ModelSpec):
@@ -41,60 +23,8 @@ def _onnx(spec: ModelSpec):
     return get_encoder(spec.path, spec.backend, spec.quantization, spec.max_seq_length)
 
 
-@functools.lru_cache(maxsize=8)
-def _fingerprint_cached(path: str, stamp: tuple) -> str:
-    h = hashlib.sha256()
-    root = Path(path)
-    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
-        h.update(str(f.relative_to(root)).encode())
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-def weights_fingerprint(path: str) -> str:
-    """sha256 over the model directory's weight and config files (cached per mtime)."""
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"model directory {path} does not exist")
-    stamp = tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()))
-    return _fingerprint_cached(str(root.resolve()), stamp)
-
-
-def model_name(path: str) -> str:
-    """Human name from the directory (README/config), e.g. sentence-transformers/all-MiniLM-L6-v2."""
-    readme = Path(path) / "README.md"
-    if readme.exists():
-        for line in readme.read_text(encoding="utf-8", errors="replace").splitlines():
-            if "sentence-transformers/" in line:
-                import re
-
-                m = re.search(r"sentence-transformers/[A-Za-z0-9._-]+", line)
-                if m:
-                    return m.group(0)
-    return Path(path).resolve().name
-
-
-@functools.lru_cache(maxsize=4)
-def load_model(spec: ModelSpec):
-    enforce_offline()
-    import torch
-    import transformers
-    from sentence_transformers import SentenceTransformer
-
-    transformers.utils.logging.disable_progress_bar()  # one "Loading weights" bar per load floods run logs
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    model = SentenceTransformer(spec.path, device="cpu", local_files_only=True)
-    model.max_seq_length = spec.max_seq_length
-    return model
-
-
 def model_dims(spec: ModelSpec) -> int:
     if spec.is_onnx:
-        from .versions import model_dims_from_config
-
         return model_dims_from_config(spec.path)
     m = load_model(spec)
     get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension

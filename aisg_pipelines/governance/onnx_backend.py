@@ -180,7 +180,7 @@ def ensure_export(model_path: str, backend: str, quantization: str = "", *, cach
     """The cached export for (weights, backend, opset, quantization); built (atomically) if absent or corrupt."""
     import fcntl
 
-    from .embedding import weights_fingerprint as _wfp
+    from .models import weights_fingerprint as _wfp
 
     t0 = time.perf_counter()
     validate_backend(backend)
@@ -260,7 +260,7 @@ def _export_fp32(model_path: str, out: Path) -> None:
     """torch.onnx.export of the whole sentence-transformers pipeline (transformer, pooling, normalize)."""
     import torch
 
-    from .embedding import ModelSpec, load_model
+    from .models import ModelSpec, load_model
 
     st = load_model(ModelSpec(model_path))
     names = _input_names(model_path)

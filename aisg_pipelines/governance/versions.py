@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import sqlalchemy as sa
 
 from . import events
 from .chunking import ChunkerParams
-from .embedding import ModelSpec, model_name, weights_fingerprint
+from .models import ModelSpec, model_dims_from_config, model_name, weights_fingerprint
 from .ids import VERSION_NAME_RE, require, sha256_hex
 from .ledger import Ledger, embed_versions, iso
 
@@ -101,15 +100,6 @@ class EmbedVersion:
         from .store import embeddings_table
 
         return embeddings_table(self.name)
-
-
-def model_dims_from_config(path: str) -> int:
-    """Read dims from the sentence-transformers pooling config, without loading torch."""
-    pooling = Path(path) / "1_Pooling" / "config.json"
-    if pooling.exists():
-        return int(json.loads(pooling.read_text())["word_embedding_dimension"])
-    cfg = Path(path) / "config.json"
-    return int(json.loads(cfg.read_text())["hidden_size"])
 
 
 def _meaning(spec: EmbedVersionSpec, fingerprint: str, dims: int) -> dict:
