@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-
 from . import prometheus
+from .erasure_intake import OPEN_STATUSES, SLA_DAYS as ERASURE_DEADLINE_DAYS, list_requests as list_erasure_requests
 from .events import EmbedVersionSwitch, IngestDocuments, OrphansCleanup, OrphansReport, ReportExported, RetentionPurge, record
 from .ledger import Ledger, iso
 from .report_render import CATEGORY_LABELS, fmt_bytes  # noqa: F401 - fmt_bytes re-exported
@@ -40,10 +39,8 @@ from .periods import (  # noqa: F401 - re-exported: callers name periods through
     DEFAULT_TIMEZONE, Period, month_containing, month_period, parse_ts, period_for_partition, report_timezone, week_containing, week_period,
 )
 
-ERASURE_DEADLINE_DAYS = 30
 SCHEMA_VERSION = 1
 
-OPEN_STATUSES = ("received", "in_progress", "verified")
 
 def _by_time(events):
     """Ledger events in time order (seq order, except for events recorded with a past occurred_at)."""
@@ -274,15 +271,6 @@ def _access(ledger: Ledger, period: Period, as_of: datetime) -> dict[str, Any]:
 
 
 # -- erasure ------------------------------------------------------------------------------
-def _reflect(ledger: Ledger, name: str) -> sa.Table | None:
-    try:
-        if not sa.inspect(ledger.engine).has_table(name):
-            return None
-        return sa.Table(name, sa.MetaData(), autoload_with=ledger.engine)
-    except Exception:  # noqa: BLE001
-        return None
-
-
 def signing_public_key_path(settings) -> Path:
     """Where governance.secrets keeps the certificate-signing public key (never created here)."""
     configured = os.environ.get("AISG_SIGNING_PUBLIC_KEY_FILE")
@@ -322,22 +310,13 @@ def verify_certificate(verifier, row: dict[str, Any], settings) -> str:
 
 
 def _erasure(ledger: Ledger, period: Period, events, as_of: datetime, settings) -> dict[str, Any]:
-    table = _reflect(ledger, "erasure_requests")
     # keyed by verb ("received", not "erasure.received": dotted names read like domain names to a URL detector)
     event_counts = Counter(e.action.removeprefix("erasure.") for e in events if e.action.startswith("erasure."))
     base = {
         "deadline_days": ERASURE_DEADLINE_DAYS,
         "events_in_period": dict(sorted(event_counts.items())),
     }
-    if table is None:
-        return {**base, "available": False, "reason": "erasure_requests table not present in the ledger",
-                "received": 0, "certified": 0, "failed": 0, "open": 0, "overdue_open": 0,
-                "requests": [], "certificates": [],
-                "time_to_certification_days": {"count": 0, "median": None, "max": None, "over_deadline": 0}}
-    cols = set(table.c.keys())
-    with ledger.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(sa.select(table))]
-    failed_at_col = next((c for c in ("failed_at", "updated_at", "completed_at") if c in cols), None)
+    rows = list_erasure_requests(ledger)  # governance/erasure_intake.py: the erasure_requests rows
     verifier = certificate_verifier(settings)
     received = certified = failed = 0
     ttc: list[float] = []
@@ -350,7 +329,7 @@ def _erasure(ledger: Ledger, period: Period, events, as_of: datetime, settings) 
         status = str(r.get("status") or "")
         in_recv = req_at is not None and period.start <= req_at < period.end
         in_cert = cert_at is not None and period.start <= cert_at < period.end
-        fail_ts = r.get(failed_at_col) if failed_at_col else None
+        fail_ts = r.get("failed_at")
         fail_at = parse_ts(fail_ts) if fail_ts else req_at
         in_fail = status == "failed" and fail_at is not None and period.start <= fail_at < period.end
         is_open = (
@@ -669,14 +648,10 @@ def current_gauges(settings, *, now: datetime | None = None, ledger: Ledger | No
     ledger = ledger or Ledger(settings.ledger_url)
     g: dict[str, Any] = {"open_erasure_requests": 0, "oldest_open_request_age_seconds": 0.0,
                          "erasure_available": 0, "overdue_retention": {}, "orphans": {}, "active_embed_version": None}
-    table = _reflect(ledger, "erasure_requests")
-    if table is not None:
-        g["erasure_available"] = 1
-        with ledger.engine.connect() as conn:
-            rows = conn.execute(sa.select(table.c.status, table.c.requested_at)).all()
-        ages = [(now - parse_ts(r.requested_at)).total_seconds() for r in rows if r.status in OPEN_STATUSES and r.requested_at]
-        g["open_erasure_requests"] = len(ages)
-        g["oldest_open_request_age_seconds"] = max(ages) if ages else 0.0
+    g["erasure_available"] = 1  # the ledger always has erasure_requests (the gauge stays for the dashboards)
+    ages = [(now - parse_ts(r["requested_at"])).total_seconds() for r in list_erasure_requests(ledger, OPEN_STATUSES) if r["requested_at"]]
+    g["open_erasure_requests"] = len(ages)
+    g["oldest_open_request_age_seconds"] = max(ages) if ages else 0.0
     try:  # access requests (governance/access.py): open = received, not yet delivered
         from .access import sla_status as access_sla
 
