@@ -1,21 +1,19 @@
 """Compliance reports: the figures for one period (a week or a month), collected in one place.
 
-Plain module (no Dagster): `collect_report` reads the governance ledger (audit events and the
-erasure_requests table), the LanceDB store and the file system, plus optional asset-check
-results passed in as plain data; `build_report` also renders the exports (HTML, PDF, CSV per
-section, summary.json) through `report_render`, and `write_prometheus_textfile` writes the key
-gauges for a Prometheus node-exporter textfile collector.
+Plain module (no Dagster): `collect_report` reads the governance ledger (audit events through
+`events.py`, erasure requests through `erasure_intake`), the LanceDB store and the file system,
+plus optional asset-check results passed in as plain data; `build_report` also renders the
+exports (HTML, PDF, CSV per section, summary.json) through `report_render`, and
+`write_prometheus_textfile` writes the key gauges through `prometheus.py`.
 
 Everything a report shows is a count, a duration, a salted subject hash, a request or
 certificate id, or a path: never a subject id, document text or any other personal data.
 
-Periods are calendar periods in the report timezone (AISG_REPORT_TIMEZONE, default
-Asia/Seoul): ISO weeks Monday 00:00 to Monday 00:00 ("2026-W47") and months ("2026-11").
-Ledger timestamps are UTC; the period is converted to UTC before querying, and an event
-belongs to a period when start <= occurred_at < end.
+Periods (`periods.py`) are calendar periods in the report timezone: an event belongs to a
+period when start <= occurred_at < end, in UTC.
 
-Sections whose source does not exist yet (a table another area has not created, a module
-that is not installed) are reported as `available: false` with a reason, and count as zero.
+Sections whose source does not exist yet (no orphans report recorded, no Dagster instance for
+the check history) are reported as `available: false` with a reason, and count as zero.
 """
 
 from __future__ import annotations
