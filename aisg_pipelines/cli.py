@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from .settings import Settings, enforce_offline
+from .governance.context import Governance
+from .settings import enforce_offline
 
 
 @click.group(help="aisg_pipelines: data governance for AISG's RAG store.")
@@ -21,7 +22,7 @@ def main() -> None:
 def demo(fresh: bool) -> None:
     from .demo import run_demo
 
-    sys.exit(run_demo(Settings.from_env(), fresh=fresh))
+    sys.exit(run_demo(Governance.from_env(), fresh=fresh))
 
 
 @main.command("verify-ledger", help="Verify the audit ledger: its hash chain and every anchor of it outside the database "
@@ -32,10 +33,9 @@ def demo(fresh: bool) -> None:
 @click.option("--witness-checkpoint", type=int, default=None, help="Highest aisg_ledger_checkpoint_number Prometheus ever saw.")
 @click.option("--chain-only", is_flag=True, help="Only the hash chain inside the database (what verify-ledger did before issue 18).")
 def verify_ledger(public_key: Path | None, witness_head_seq: int | None, witness_checkpoint: int | None, chain_only: bool) -> None:
-    from .governance.ledger import Ledger
 
-    s = Settings.from_env()
-    led = Ledger(s.ledger_url)
+    s = Governance.from_env()
+    led = s.ledger
     if chain_only:
         v = led.verify_chain()
         if v.ok:
@@ -78,7 +78,7 @@ def ledger_checkpoint(if_changed: bool, accept_restore: str | None, accept_prune
     from .governance.checkpoints import write_checkpoint
     from .governance.ledger import LedgerTampered
 
-    s = Settings.from_env()
+    s = Governance.from_env()
     try:
         c = write_checkpoint(s, reason="manual", skip_unchanged=if_changed, accept_restore=accept_restore, accept_prune=accept_prune)
     except (LedgerTampered, ValueError) as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from .governance.context import Governance
 from .local_runner import ingest_pending, open_instance
 from .settings import Settings
 
@@ -31,13 +32,19 @@ class DemoContext:
     notes: dict = field(default_factory=dict)
 
 
+def _fresh(s) -> Governance:
+    """A new runtime context for a step: its store and ledger open after the runs the previous
+    steps launched (they wrote to them), as the Dagster resource gives each run its own."""
+    return Governance(s.settings if isinstance(s, Governance) else s)
+
+
 def _heading(title: str) -> None:
     print(f"\n=== {title} " + "=" * max(0, 70 - len(title)))
 
 
 def step_ingest(ctx: DemoContext) -> None:
     from .sample_data import generate_landing_zone
-    from .governance.store import CHUNKS, DOCUMENTS, LanceStore
+    from .governance.store import CHUNKS, DOCUMENTS
 
     s = ctx.settings
     _heading("1. Ingest: landing zone -> documents -> chunks -> embeddings")
@@ -53,7 +60,7 @@ def step_ingest(ctx: DemoContext) -> None:
     if res["failed"]:
         raise SystemExit(f"demo: {res['failed']} runs failed: {res['failed_runs']}; see `make dev` -> Runs")
 
-    store = LanceStore(s.lancedb_uri, s.lancedb_storage_options)
+    store = _fresh(s).store
     pii = Counter()
     for row in store.scan(DOCUMENTS, ["pii_counts"]).to_pylist():
         pii.update(json.loads(row["pii_counts"]))
@@ -84,17 +91,17 @@ def step_orphans(ctx: DemoContext) -> None:
     import pyarrow.compute as pc
 
     from .governance.ids import sha256_hex
-    from .governance.ledger import Ledger
     from .governance.orphans import CLEANABLE, KINDS
     from .governance.pipeline import embed_batch
-    from .governance.store import CHUNKS, CHUNKS_SCHEMA, LanceStore
+    from .governance.store import CHUNKS, CHUNKS_SCHEMA
     from .governance.versions import VersionRegistry
     from .local_runner import run_job
 
     s = ctx.settings
     _heading("Orphans: plant, report, clean up")
-    store = LanceStore(s.lancedb_uri, s.lancedb_storage_options)
-    active = VersionRegistry(Ledger(s.ledger_url)).active()
+    gov = _fresh(s)
+    store = gov.store
+    active = VersionRegistry(gov.ledger).active()
     if active is None or not store.count(CHUNKS):
         print("no embedded chunks yet: skipping")
         return
@@ -154,15 +161,15 @@ def step_orphans(ctx: DemoContext) -> None:
 
 def step_reindex(ctx: DemoContext) -> None:
     """Versioned embeddings: register v2, blue-green reindex_all, activate, search each version."""
-    from .governance.ledger import Ledger
     from .governance.pipeline import search
-    from .governance.store import CHUNKS, LanceStore
+    from .governance.store import CHUNKS
     from .governance.versions import VersionRegistry
     from .local_runner import run_job
 
     s = ctx.settings
     _heading("Versioned embeddings: register v2, reindex_all, activate, search each version")
-    store, ledger = LanceStore(s.lancedb_uri, s.lancedb_storage_options), Ledger(s.ledger_url)
+    gov = _fresh(s)
+    store, ledger = gov.store, gov.ledger
     reg = VersionRegistry(ledger)
     print(f"active before: {reg.active().name}; v2 = same bundled model, max_seq_length 128 (embed_versions.yaml)")
     t0 = time.perf_counter()
@@ -198,18 +205,16 @@ def step_erasure(ctx: DemoContext) -> None:
     from .commands.erasure_cli import verify_certificate_file
     from .governance.erasure import get_request
     from .governance.ids import subject_hash
-    from .governance.ledger import Ledger
-    from .governance.secrets import load_or_create_salt
-    from .governance.store import DOCUMENTS, LanceStore
+    from .governance.store import DOCUMENTS
     from .local_runner import tick_sensor
 
     s = ctx.settings
     _heading("GDPR erasure: request -> discover -> delete -> purge -> verify -> signed certificate")
-    ledger = Ledger(s.ledger_url)
-    store = LanceStore(s.lancedb_uri, s.lancedb_storage_options)
+    gov = _fresh(s)
+    ledger, store = gov.ledger, gov.store
     present = set(store.scan(DOCUMENTS, ["subject_id"])["subject_id"].to_pylist()) if store.has_table(DOCUMENTS) else set()
     erased = ledger.denylisted_subject_hashes()
-    salt = load_or_create_salt(s)
+    salt = gov.salt
     candidates = [x["subject_id"] for x in ctx.manifest.get("subjects", []) if not x.get("legal_hold") and x.get("subject_id")
                   and x["subject_id"] in present and subject_hash(x["subject_id"], salt) not in erased]
     if not candidates:
@@ -250,13 +255,12 @@ def step_access(ctx: DemoContext) -> None:
 
     from .commands.erasure_cli import verify_certificate_file
     from .governance import access
-    from .governance.ledger import Ledger
-    from .governance.store import DOCUMENTS, LanceStore
+    from .governance.store import DOCUMENTS
     from .local_runner import tick_sensor
 
     s = ctx.settings
     _heading("GDPR access: request -> discover -> signed export (JSON, HTML and PDF in en/ko) -> verify")
-    store = LanceStore(s.lancedb_uri, s.lancedb_storage_options)
+    store = _fresh(s).store
     stored = {r["doc_id"]: r["subject_id"] for r in store.scan(DOCUMENTS, ["doc_id", "subject_id"]).to_pylist()} if store.has_table(DOCUMENTS) else {}
     subjects = [x for x in ctx.manifest.get("subjects", []) if x.get("subject_id") in set(stored.values())]
     if not subjects:
@@ -270,7 +274,7 @@ def step_access(ctx: DemoContext) -> None:
          "reason": "GDPR Art. 15 request (demo)"}))
     tick = tick_sensor(ctx.defs, ctx.instance, "erasure_inbox_sensor")
     print(f"erasure_inbox_sensor: {[r.job_name for r in tick.launched]} launched, all succeeded: {tick.all_succeeded}")
-    row = access.get_request(Ledger(s.ledger_url), request_id)
+    row = access.get_request(_fresh(s).ledger, request_id)
     if row is None or row.status != "delivered":
         raise SystemExit(f"demo: access request {request_id} is {row.status if row else 'missing'}: {row.failure if row else ''}")
     data = Path(row.export_path).read_bytes()

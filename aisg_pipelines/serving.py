@@ -103,9 +103,9 @@ class Retriever:
 
     @classmethod
     def from_env(cls, *, refresh_seconds: float | None = None) -> "Retriever":
-        from .settings import Settings
+        from .governance.context import Governance
 
-        s = Settings.from_env()
+        s = Governance.from_env().settings
         return cls(s.lancedb_uri, s.ledger_url, storage_options=s.lancedb_storage_options,
                    refresh_seconds=reader_refresh_seconds() if refresh_seconds is None else refresh_seconds)
 

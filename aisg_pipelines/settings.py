@@ -102,6 +102,17 @@ def reader_grace_seconds() -> float:
     return bound + 1.0 if bound > 0 else 0.0
 
 
+SIGNING_KEY_ENV = "AISG_SIGNING_KEY_FILE"
+SIGNING_PUBLIC_KEY_ENV = "AISG_SIGNING_PUBLIC_KEY_FILE"
+
+
+def signing_key_env() -> tuple[str, str]:
+    """($AISG_SIGNING_KEY_FILE, $AISG_SIGNING_PUBLIC_KEY_FILE), blank when unset. Read at use
+    (a key is mounted, and tests point at one, after the code location loaded); the paths
+    are resolved from them in one place, `governance.secrets.signing_key_path/public_key_path`."""
+    return os.environ.get(SIGNING_KEY_ENV, "").strip(), os.environ.get(SIGNING_PUBLIC_KEY_ENV, "").strip()
+
+
 def _path(env: str, default: Path) -> Path:
     value = os.environ.get(env)
     return Path(value) if value else default

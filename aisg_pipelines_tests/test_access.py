@@ -184,7 +184,7 @@ def test_sla_report_and_sensor(populated_settings, code_location_env):
 
     from aisg_pipelines.defs.access import access_sla
     from aisg_pipelines.defs.erasure.assets import ErasureClockResource
-    from aisg_pipelines.defs.resources import LedgerResource
+    from aisg_pipelines.defs.resources import GovernanceResource
     from aisg_pipelines.governance.reports import build_report, collect_report, week_containing, write_prometheus_textfile
     from aisg_pipelines.local_runner import tick_sensor
 
@@ -196,8 +196,7 @@ def test_sla_report_and_sensor(populated_settings, code_location_env):
     led = Ledger(s.ledger_url)
     st = ac.sla_status(led, FIXED_NOW)
     assert not st.ok and st.overdue == ["acc-late"]
-    ledger = LedgerResource(url=s.ledger_url)
-    res = access_sla(None, ledger=ledger, erasure_clock=ErasureClockResource(now_iso=FIXED_NOW.isoformat()))
+    res = access_sla(None, governance=GovernanceResource.for_settings(s), erasure_clock=ErasureClockResource(now_iso=FIXED_NOW.isoformat()))
     assert not res.passed and res.metadata["overdue"].value == ["acc-late"]
 
     # the daily governance_health job evaluates access_sla with erasure's (a red check is alerted)

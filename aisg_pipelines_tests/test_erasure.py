@@ -444,15 +444,15 @@ def test_sla_asset_check_fails_on_overdue_request(world, code_location_env):
 
     from aisg_pipelines.defs.erasure import erasure_sla
     from aisg_pipelines.defs.erasure.assets import ErasureClockResource
-    from aisg_pipelines.defs.resources import LedgerResource
+    from aisg_pipelines.defs.resources import GovernanceResource
 
     s, _ = world
     er.erase_subject(s, TARGET, requested_by="dpo", request_id="late", run=False, clock=lambda: FIXED_NOW - timedelta(days=40))
-    ledger = LedgerResource(url=s.ledger_url)
+    governance = GovernanceResource.for_settings(s)
     ctx = dg.build_asset_check_context() if hasattr(dg, "build_asset_check_context") else None
-    res = erasure_sla(ctx, ledger=ledger, erasure_clock=ErasureClockResource(now_iso=FIXED_NOW.isoformat()))
+    res = erasure_sla(ctx, governance=governance, erasure_clock=ErasureClockResource(now_iso=FIXED_NOW.isoformat()))
     assert not res.passed and res.metadata["overdue"].value == ["late"]
-    res = erasure_sla(ctx, ledger=ledger, erasure_clock=ErasureClockResource(now_iso=(FIXED_NOW - timedelta(days=20)).isoformat()))
+    res = erasure_sla(ctx, governance=governance, erasure_clock=ErasureClockResource(now_iso=(FIXED_NOW - timedelta(days=20)).isoformat()))
     assert res.passed
 
 

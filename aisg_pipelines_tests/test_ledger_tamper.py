@@ -392,7 +392,7 @@ def test_hourly_checkpoint_job_and_schedule(settings):
 
     led = Ledger(settings.ledger_url)
     _append(led, 4)
-    resources = {k: v for k, v in build_resources(settings).items() if k in ("lance", "ledger", "landing", "paths")}
+    resources = {k: v for k, v in build_resources(settings).items() if k == "governance"}
     with dg.instance_for_test() as instance:
         out = jobs.ledger_checkpoint.execute_in_process(resources=resources, instance=instance).output_for_node("sign_ledger_checkpoint")
         assert (out["checkpoint_no"], out["head_seq"], out["skipped"]) == (1, _max_seq(led), False)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..settings import Settings
+from ..governance.context import Governance
 
 
 @click.command("access-export", help="Record a GDPR Art. 15/20 access request and export now (or --no-run to leave it to the "
@@ -19,7 +19,7 @@ from ..settings import Settings
 def access_export(subject_id: str, requested_by: str, reason: str, request_id: str | None, no_run: bool) -> None:
     from ..governance.access import request_access
 
-    s = Settings.from_env()
+    s = Governance.from_env()
     intake, outcomes = request_access(s, subject_id, requested_by=requested_by, reason=reason, request_id=request_id, run=not no_run)
     if not intake.accepted:
         click.echo(f"request REJECTED ({intake.code}): {intake.detail}", err=True)
@@ -41,9 +41,8 @@ def access_export(subject_id: str, requested_by: str, reason: str, request_id: s
 @click.command("access-status", help="List access requests with status and age; exit 1 if the 30-day deadline is breached.")
 def access_status() -> None:
     from ..governance.access import list_requests, sla_status
-    from ..governance.ledger import Ledger
 
-    led = Ledger(Settings.from_env().ledger_url)
+    led = Governance.from_env().ledger
     for r in list_requests(led):
         click.echo(f"{r.request_id:<32} {r.status:<10} requested {r.requested_at[:19]}  {r.export_path or r.failure or ''}")
     st = sla_status(led)

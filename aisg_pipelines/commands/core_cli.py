@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..settings import Settings
+from ..governance.context import Governance
 
 
 @click.command(help="Ingest new landing-zone uploads now (one sensor tick, runs in this process).")
@@ -12,7 +12,7 @@ def ingest() -> None:
     from ..local_runner import ingest_pending, open_instance
     from ..definitions import defs
 
-    s = Settings.from_env()
+    s = Governance.from_env()
     instance = open_instance(s)
     summary = ingest_pending(defs, instance)
     click.echo(f"batches ingested: {summary['batches']}, runs failed: {summary['failed']}")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..settings import Settings
+from ..governance.context import Governance
 
 
-def _partitions(s: Settings):
+def _partitions(s: Governance):
     """The Dagster instance's ingest_batches partitions: the erasure deletes the keys it leaves empty."""
     from ..defs.orphans.assets import DagsterPartitions
     from ..local_runner import open_instance
@@ -27,7 +27,7 @@ def _partitions(s: Settings):
 def erase(subject_id: str, requested_by: str, reason: str, request_id: str | None, no_run: bool) -> None:
     from ..governance.erasure import erase_subject
 
-    s = Settings.from_env()
+    s = Governance.from_env()
     intake, res = erase_subject(s, subject_id, requested_by=requested_by, reason=reason, request_id=request_id, run=not no_run,
                                 partitions=None if no_run else _partitions(s))
     if not intake.accepted:
@@ -53,29 +53,24 @@ def erase(subject_id: str, requested_by: str, reason: str, request_id: str | Non
 def erase_pending() -> None:
     from ..governance.erasure import process_requests
 
-    s = Settings.from_env()
+    s = Governance.from_env()
     res = process_requests(s, partitions=_partitions(s))
     click.echo(f"{len(res.certified)} certified, {len(res.failed)} failed of {len(res.outcomes)}")
     for o in res.outcomes:
         click.echo(f"  {o.request_id}: {o.status} {o.certificate_path or o.failure or ''}")
 
 
-def default_public_key(settings: Settings) -> Path:
-    import os
+def default_public_key(settings: Governance) -> Path:
+    from ..governance.secrets import public_key_path
 
-    from ..governance.secrets import DEV_SIGNING_KEY_FILE, SIGNING_KEY_ENV
-
-    if os.environ.get("AISG_SIGNING_PUBLIC_KEY_FILE"):
-        return Path(os.environ["AISG_SIGNING_PUBLIC_KEY_FILE"])
-    key = os.environ.get(SIGNING_KEY_ENV)
-    return Path((key or str(Path(settings.secrets_dir) / DEV_SIGNING_KEY_FILE)) + ".pub.pem")
+    return public_key_path(settings)
 
 
 def verify_certificate_file(cert: Path, public_key: Path | None = None):
     """What `aisg verify-certificate` runs (the demo calls it too): offline, public key only."""
     from ..governance.certificates import verify_file
 
-    return verify_file(Path(cert), Path(public_key) if public_key else default_public_key(Settings.from_env()))
+    return verify_file(Path(cert), Path(public_key) if public_key else default_public_key(Governance.from_env()))
 
 
 @click.command("verify-certificate", help="Verify an erasure certificate's signature with the public key and, when the ledger is "
@@ -93,7 +88,7 @@ def verify_certificate(cert: Path, public_key: Path | None, offline: bool) -> No
         return
     from ..governance.checkpoints import certificate_anchor
 
-    ok, why = certificate_anchor(Settings.from_env(), cert)
+    ok, why = certificate_anchor(Governance.from_env(), cert)
     if ok is None:
         click.echo(f"checked the signature only: {why}, so the ledger anchor was NOT checked")
     elif ok:
@@ -106,9 +101,8 @@ def verify_certificate(cert: Path, public_key: Path | None, offline: bool) -> No
 @click.command("erasure-status", help="List erasure requests with their status and age; exit 1 if the 30-day SLA is breached.")
 def erasure_status() -> None:
     from ..governance.erasure import list_requests, sla_status
-    from ..governance.ledger import Ledger
 
-    led = Ledger(Settings.from_env().ledger_url)
+    led = Governance.from_env().ledger
     for r in list_requests(led):
         click.echo(f"{r['request_id']:<32} {r['status']:<12} requested {r['requested_at'][:19]}  {r['certificate_path'] or r['failure'] or ''}")
     st = sla_status(led)

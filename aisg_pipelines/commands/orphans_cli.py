@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..settings import Settings
+from ..governance.context import Governance
 
 
 @click.group(help="Orphans across documents, chunks, every embed_version, the landing zone and the partitions.")
@@ -18,11 +18,10 @@ def orphans() -> None:
 def _scope_and_parts(grace: float):
     from ..defs.orphans.assets import DagsterPartitions
     from ..local_runner import open_instance
-    from ..governance.ledger import Ledger
     from ..governance.orphans import OrphanScope
 
-    s = Settings.from_env()
-    led = Ledger(s.ledger_url)
+    s = Governance.from_env()
+    led = s.ledger
     return s, led, OrphanScope.from_settings(s, ledger=led, grace_seconds=grace), DagsterPartitions(open_instance(s))
 
 

@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 
 import click
 
-from ..settings import Settings
+from ..governance.context import Governance
 
 
-def _check_results(settings: Settings, since_ts: float | None) -> list[dict] | None:
+def _check_results(settings: Governance, since_ts: float | None) -> list[dict] | None:
     """Asset-check history from the local Dagster instance, or None when there is none."""
     import os
     from pathlib import Path
@@ -46,7 +46,7 @@ def report(week: str | None, month: str | None, tz: str | None, no_checks: bool)
             period = week_containing(datetime.now(timezone.utc), tz)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    s = Settings.from_env()
+    s = Governance.from_env()
     checks = None if no_checks else _check_results(s, period.start.timestamp())
     res = build_report(s, period, check_results=checks)
     click.echo(summary_markdown(res.summary))
@@ -63,7 +63,7 @@ def report(week: str | None, month: str | None, tz: str | None, no_checks: bool)
 def prometheus_textfile(path: str | None) -> None:
     from ..governance.reports import write_prometheus_textfile
 
-    click.echo(str(write_prometheus_textfile(Settings.from_env(), path=path)))
+    click.echo(str(write_prometheus_textfile(Governance.from_env(), path=path)))
 
 
 # The commands this module adds to `aisg` (cli.py registers them with main.add_command).

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..settings import Settings
+from ..governance.context import Governance
 
 
 @click.group(help="Retention: delete expired data everywhere, purge it from disk, keep what is held.")
@@ -29,7 +29,7 @@ def retention_run(dry_run: bool, as_of: str, policy_file: str, as_json: bool) ->
     from ..local_runner import run_job
 
     load_policies(policy_file or None)  # refuse a bad policy file before starting a run
-    s = Settings.from_env()
+    s = Governance.from_env()
     instance = open_instance(s)
     cfg = {"dry_run": dry_run, "as_of": as_of, "policy_file": policy_file}
     res = run_job(build_defs(), instance, "retention", run_config={"ops": {"retention_report": {"config": cfg}}}, raise_on_error=False)
@@ -48,7 +48,6 @@ def retention_run(dry_run: bool, as_of: str, policy_file: str, as_json: bool) ->
 
 def _target(subject_id: str | None, doc_id: str | None) -> tuple[str, str]:
     from ..governance.ids import DOC_ID_RE, SUBJECT_ID_RE, require, subject_hash
-    from ..governance.secrets import load_or_create_salt
 
     if bool(subject_id) == bool(doc_id):
         raise click.UsageError("give exactly one of --subject-id or --doc-id")
@@ -58,7 +57,7 @@ def _target(subject_id: str | None, doc_id: str | None) -> tuple[str, str]:
         value = require(SUBJECT_ID_RE, subject_id, "subject_id") if subject_id else require(DOC_ID_RE, doc_id, "doc_id")
     except InvalidIdentifier as exc:
         raise click.BadParameter(str(exc)) from None
-    salt = load_or_create_salt(Settings.from_env())
+    salt = Governance.from_env().salt
     return ("subject" if subject_id else "document"), subject_hash(value, salt)
 
 
@@ -72,10 +71,9 @@ def hold() -> None:
 @click.option("--doc-id")
 @click.option("--reason", required=True, help="Why (case number, regulator request); no personal data.")
 def hold_add(subject_id: str | None, doc_id: str | None, reason: str) -> None:
-    from ..governance.ledger import Ledger
 
     scope, h = _target(subject_id, doc_id)
-    hold_id = Ledger(Settings.from_env().ledger_url).add_legal_hold(scope, h, reason)
+    hold_id = Governance.from_env().ledger.add_legal_hold(scope, h, reason)
     click.echo(f"hold {hold_id} added ({scope} {h[:12]}…)")
 
 
@@ -90,9 +88,9 @@ def hold_release(subject_id: str | None, doc_id: str | None, hold_id: str | None
 
     import sqlalchemy as sa
 
-    from ..governance.ledger import Ledger, legal_holds
+    from ..governance.ledger import legal_holds
 
-    led = Ledger(Settings.from_env().ledger_url)
+    led = Governance.from_env().ledger
     if hold_id:
         ids = [hold_id]
     else:
@@ -117,9 +115,9 @@ def hold_release(subject_id: str | None, doc_id: str | None, hold_id: str | None
 def hold_list(subject_id: str | None, doc_id: str | None, show_all: bool) -> None:
     import sqlalchemy as sa
 
-    from ..governance.ledger import Ledger, legal_holds
+    from ..governance.ledger import legal_holds
 
-    led = Ledger(Settings.from_env().ledger_url)
+    led = Governance.from_env().ledger
     q = sa.select(legal_holds).order_by(legal_holds.c.created_at)
     if not show_all:
         q = q.where(legal_holds.c.released_at.is_(None))

@@ -7,14 +7,11 @@ import sys
 
 import click
 
-from ..settings import Settings
+from ..governance.context import Governance
 
 
-def _open(s: Settings):
-    from ..governance.ledger import Ledger
-    from ..governance.store import LanceStore
-
-    return LanceStore(s.lancedb_uri, s.lancedb_storage_options), Ledger(s.ledger_url)
+def _open(s: Governance):
+    return s.store, s.ledger
 
 
 @click.group(help="The embed_version registry (declared in embed_versions.yaml or $AISG_EMBED_VERSIONS_FILE).")
@@ -27,7 +24,7 @@ def versions() -> None:
 def versions_list(as_json: bool) -> None:
     from ..governance.versions import VersionRegistry
 
-    store, ledger = _open(Settings.from_env())
+    store, ledger = _open(Governance.from_env())
     rows = []
     for v in VersionRegistry(ledger).all():
         rows.append({
@@ -71,7 +68,7 @@ def versions_register(name, model_path, max_seq_length, normalize, chunk_size, c
     from ..governance.reindex import register_version, resolve_spec
     from ..governance.versions import VersionConflict, VersionRegistry
 
-    s = Settings.from_env()
+    s = Governance.from_env()
     _, ledger = _open(s)
     registry = VersionRegistry(ledger)
     overrides = dict(model_path=model_path, max_seq_length=max_seq_length, normalize=normalize, chunk_size=chunk_size, chunk_overlap=chunk_overlap, backend=backend)
@@ -105,7 +102,7 @@ def reindex(version, no_activate, model_path, max_seq_length, normalize, chunk_s
     for k, v in dict(model_path=model_path, max_seq_length=max_seq_length, normalize=normalize, chunk_size=chunk_size, chunk_overlap=chunk_overlap, backend=backend).items():
         if v is not None:
             cfg[k] = v
-    s = Settings.from_env()
+    s = Governance.from_env()
     result = run_job(defs, open_instance(s), "reindex_all", run_config={"ops": {"reindex_all_op": {"config": cfg}}}, raise_on_error=False)
     if not result.success:
         for ev in result.all_events:
@@ -130,7 +127,7 @@ def rollback(to_version: str) -> None:
     from ..local_runner import open_instance
     from ..local_runner import run_job
 
-    result = run_job(defs, open_instance(Settings.from_env()), "rollback_embed_version",
+    result = run_job(defs, open_instance(Governance.from_env()), "rollback_embed_version",
                      run_config={"ops": {"rollback_embed_version_op": {"config": {"to_version": to_version}}}}, raise_on_error=False)
     if not result.success:
         click.echo("rollback FAILED; see the run in the Dagster UI (make dev)", err=True)
@@ -161,7 +158,7 @@ def search(query: str, version: str | None, k: int, as_json: bool) -> None:
         from ..governance.pipeline import search as do_search
         from ..governance.versions import VersionRegistry
 
-        store, ledger = _open(Settings.from_env())
+        store, ledger = _open(Governance.from_env())
         v = VersionRegistry(ledger).require(version)
         hits = do_search(store, v, query, k)
         label = f"embed_version {v.name} ({v.status})"

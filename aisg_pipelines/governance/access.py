@@ -39,14 +39,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from . import erasure as er
+from . import erasure_discovery as er_discovery
+from . import erasure_intake as er_intake
+from .context import age_days, as_governance
 from .ids import subject_hash
 from .ledger import Ledger, audit_events, canonical_json, iso
 
 SCHEMA = "aisg.access-export/1"
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "access_export.schema.json"  # the documented JSON Schema of export.json
-EXPORT_SUBDIR = "access_exports"
-SLA_DAYS = er.SLA_DAYS
+EXPORT_SUBDIR = er_discovery.ACCESS_EXPORT_SUBDIR
+SLA_DAYS = er_intake.SLA_DAYS
 REQUEST_TYPES = ("erasure", "access")
 EXPORT_RETENTION_CATEGORY = "access_exports"
 DEFAULT_EXPORT_RETENTION_DAYS = 30
@@ -177,22 +179,22 @@ def record_rejection(ledger: Ledger, request_id: str, code: str, detail: str, *,
                         actor="access", subject_hash=subject_hash_)
 
 
-def intake(settings, ledger: Ledger, req: er.ErasureRequest, *, now: datetime | None = None) -> er.IntakeResult:
+def intake(settings, ledger: Ledger, req: er_intake.ErasureRequest, *, now: datetime | None = None) -> er_intake.IntakeResult:
     """Record a valid access request as received (raw id in the private pending file)."""
-    h = subject_hash(req.subject_id, er._salt(settings))
+    h = subject_hash(req.subject_id, er_intake._salt(settings))
     pending = pending_dir(settings) / f"{req.request_id}.json"
     existing = get_request(ledger, req.request_id)
     if existing is not None:
         if existing.subject_hash == h and existing.status == "received" and pending.exists():
-            return er.IntakeResult(True, req.request_id, redelivery=True)
+            return er_intake.IntakeResult(True, req.request_id, redelivery=True)
         record_rejection(ledger, req.request_id, "duplicate_request", f"request_id already recorded with status {existing.status}",
                          source=req.source, subject_hash_=existing.subject_hash if existing.subject_hash == h else None)
-        return er.IntakeResult(False, req.request_id, "duplicate_request", f"request {req.request_id} already exists ({existing.status})")
-    er._write_private(pending, {"request": asdict(req)})
+        return er_intake.IntakeResult(False, req.request_id, "duplicate_request", f"request {req.request_id} already exists ({existing.status})")
+    er_intake._write_private(pending, {"request": asdict(req)})
     ledger.append_event("access.received", {"request_id": req.request_id, "source": req.source, "requested_at": req.requested_at,
                                             "requested_by": req.requested_by}, actor="access", subject_hash=h,
                         occurred_at=iso(_utc(now)) if now else None)
-    return er.IntakeResult(True, req.request_id)
+    return er_intake.IntakeResult(True, req.request_id)
 
 
 def pending_request_ids(settings, ledger: Ledger) -> list[str]:
@@ -201,16 +203,16 @@ def pending_request_ids(settings, ledger: Ledger) -> list[str]:
 
 
 def request_access(settings, subject_id: str, *, requested_by: str, reason: str = "", request_id: str | None = None,
-                   run: bool = True, now: datetime | None = None) -> tuple[er.IntakeResult, list[dict]]:
+                   run: bool = True, now: datetime | None = None) -> tuple[er_intake.IntakeResult, list[dict]]:
     """What `aisg access-export` does: validate (erasure's rules), record, and (unless run=False) export now."""
-    ledger = Ledger(settings.ledger_url)
+    ledger = as_governance(settings).ledger
     obj = {"subject_id": subject_id, "requested_by": requested_by, "reason": reason, "request_id": request_id or f"ar-{uuid.uuid4().hex[:20]}"}
     try:
-        req = er.parse_request(obj, source="cli", now=now)
-    except er.RequestRejected as rej:
-        rid = obj["request_id"] if er.REQUEST_ID_RE.fullmatch(str(obj["request_id"])) else "rej-" + hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:24]
-        record_rejection(ledger, rid, rej.code, er._redact(rej.detail, subject_id if isinstance(subject_id, str) else None, settings), source="cli")
-        return er.IntakeResult(False, rid, rej.code, rej.detail), []
+        req = er_intake.parse_request(obj, source="cli", now=now)
+    except er_intake.RequestRejected as rej:
+        rid = obj["request_id"] if er_intake.REQUEST_ID_RE.fullmatch(str(obj["request_id"])) else "rej-" + hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:24]
+        record_rejection(ledger, rid, rej.code, er_intake._redact(rej.detail, subject_id if isinstance(subject_id, str) else None, settings), source="cli")
+        return er_intake.IntakeResult(False, rid, rej.code, rej.detail), []
     res = intake(settings, ledger, req, now=now)
     if not res.accepted or not run:
         return res, []
@@ -229,17 +231,17 @@ def _fetch_rows(store, table: str, column: str, ids: list[str], columns: list[st
 
 
 def build_export(settings, store, ledger: Ledger, subject_id: str, request_id: str, *, now: datetime | None = None,
-                 manifest: er.Manifest | None = None) -> tuple[dict, er.Manifest]:
+                 manifest: er_discovery.Manifest | None = None) -> tuple[dict, er_discovery.Manifest]:
     """The unsigned export fields (everything but the signature and ledger anchor). `manifest`:
     the subject's erasure discovery when already made (a batch of requests shares one)."""
     from .store import CHUNKS, DOCUMENTS, EMBEDDINGS_PREFIX
-    from .landing import SIDECAR_SUFFIX
+    from .landing import REASON_SUFFIX, SIDECAR_SUFFIX
 
     now = _utc(now)
     days = policy_days()
-    salt = er._salt(settings)
+    salt = er_intake._salt(settings)
     h = subject_hash(subject_id, salt)
-    man = manifest if manifest is not None else er.discover(settings, store, {subject_id: request_id})[0][request_id]
+    man = manifest if manifest is not None else er_discovery.discover(settings, store, {subject_id: request_id})[0][request_id]
 
     # legal holds: subject-scoped by salted hash, document-scoped by each doc id's hash
     from .ledger import legal_holds
@@ -279,8 +281,8 @@ def build_export(settings, store, ledger: Ledger, subject_id: str, request_id: s
         for base, system in ((Path(settings.landing_dir), "landing"), (Path(settings.quarantine_dir), "quarantine")):
             if p.is_relative_to(base) and p.is_file():
                 rel = str(p.relative_to(base))
-                kind = "sidecar" if rel.endswith(SIDECAR_SUFFIX) else ("reason" if rel.endswith(er.REASON_SUFFIX) else "file")
-                data_rel = rel.removesuffix(SIDECAR_SUFFIX).removesuffix(er.REASON_SUFFIX)
+                kind = "sidecar" if rel.endswith(SIDECAR_SUFFIX) else ("reason" if rel.endswith(REASON_SUFFIX) else "file")
+                data_rel = rel.removesuffix(SIDECAR_SUFFIX).removesuffix(REASON_SUFFIX)
                 data = p.read_bytes()
                 entry: dict[str, Any] = {"system": system, "path": rel, "kind": kind, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                 if kind == "sidecar":
@@ -333,7 +335,7 @@ def build_export(settings, store, ledger: Ledger, subject_id: str, request_id: s
                 continue
             for r in _fetch_rows(store, table, col, sorted(ids)):
                 r = {k: _jsonable(v) for k, v in r.items() if k not in ("vector",)}
-                if not ({r.get(c) for c in er.SUBJECT_COLUMNS if c in r} & {subject_id}):
+                if not ({r.get(c) for c in er_discovery.SUBJECT_COLUMNS if c in r} & {subject_id}):
                     continue
                 cat = telemetry_policy.get(table)
                 ts = r.get("timestamp") or r.get("ts") or r.get("occurred_at")
@@ -389,10 +391,10 @@ def process_requests(settings, request_ids: list[str] | None = None, *, ledger: 
     from .. import __version__
     from . import certificates as certs
     from .secrets import load_or_create_signing_key
-    from .store import LanceStore
 
-    ledger = ledger or Ledger(settings.ledger_url)
-    store = store or LanceStore(settings.lancedb_uri, settings.lancedb_storage_options)
+    gov = as_governance(settings)
+    ledger = ledger or gov.ledger
+    store = store or gov.store
     ids = request_ids if request_ids is not None else pending_request_ids(settings, ledger)
     # one discovery pass (a scan per table) for every subject of the batch, as erasure does
     subjects: dict[str, str] = {}
@@ -400,7 +402,7 @@ def process_requests(settings, request_ids: list[str] | None = None, *, ledger: 
         pf = pending_dir(settings) / f"{rid}.json"
         if pf.exists():
             subjects.setdefault(json.loads(pf.read_text(encoding="utf-8"))["request"]["subject_id"], rid)
-    manifests = er.discover(settings, store, subjects)[0] if subjects else {}
+    manifests = er_discovery.discover(settings, store, subjects)[0] if subjects else {}
     outcomes = []
     for rid in ids:
         pf = pending_dir(settings) / f"{rid}.json"
@@ -459,21 +461,8 @@ def process_requests(settings, request_ids: list[str] | None = None, *, ledger: 
     return outcomes
 
 
-# -- exports held about a subject (erasure removes them) and their retention -------------------------
-def export_files_of(settings, subject_hashes: dict[str, str]) -> dict[str, list[Path]]:
-    """{subject hash: files of its access exports} for the given {hash: anything}."""
-    out: dict[str, list[Path]] = {}
-    root = exports_root(settings)
-    if not root.exists() or not subject_hashes:
-        return out
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        try:
-            h = json.loads((d / "export.json").read_bytes()).get("subject_hash")
-        except (OSError, ValueError):
-            continue
-        if h in subject_hashes:
-            out.setdefault(h, []).extend(sorted(p for p in d.rglob("*") if p.is_file()))
-    return out
+# -- exports held about a subject (erasure removes them: er_discovery.export_files_of) and their retention --
+export_files_of = er_discovery.export_files_of
 
 
 def expire_exports(settings, *, now: datetime | None = None, dry_run: bool = False, ledger: Ledger | None = None,
@@ -495,7 +484,7 @@ def expire_exports(settings, *, now: datetime | None = None, dry_run: bool = Fal
             if not dry_run:
                 shutil.rmtree(d)
     if gone and not dry_run:
-        (ledger or Ledger(settings.ledger_url)).append_event("access.exports_expired", {"export_ids": gone, "policy_days": days}, actor="retention")
+        (ledger or as_governance(settings).ledger).append_event("access.exports_expired", {"export_ids": gone, "policy_days": days}, actor="retention")
     return gone
 
 
@@ -514,7 +503,7 @@ def sla_status(ledger: Ledger, now: datetime | None = None) -> SlaStatus:
     for r in list_requests(ledger):
         if r.status in ("delivered", "rejected"):
             continue
-        age = (now - _parse_ts(r.requested_at)).total_seconds() / 86400
+        age = age_days(now, r.requested_at, ndigits=None)
         rows.append({"request_id": r.request_id, "status": r.status, "age_days": round(age, 2), "overdue": age > SLA_DAYS, "failure": r.failure or ""})
     overdue = [r["request_id"] for r in rows if r["overdue"]]
     return SlaStatus(not overdue, rows, overdue)
@@ -534,7 +523,7 @@ def report_summary(ledger: Ledger, start: str, end: str, as_of: datetime) -> dic
         is_open = delivered is None
         if not (start <= r.received_at < end or (delivered and start <= delivered < end) or is_open):
             continue
-        age = ((_parse_ts(delivered) if delivered else _utc(as_of)) - _parse_ts(r.requested_at)).total_seconds() / 86400
+        age = age_days(_parse_ts(delivered) if delivered else _utc(as_of), r.requested_at, ndigits=None)
         rows.append({"request_id": r.request_id, "status": "delivered" if delivered else ("failed" if r.status == "failed" and r.failure else "open"),
                      "subject_hash": r.subject_hash or "", "requested_at": r.requested_at, "received_at": r.received_at,
                      "delivered_at": delivered, "export_id": r.export_id if delivered else None, "days": round(age, 2), "overdue": age > SLA_DAYS})

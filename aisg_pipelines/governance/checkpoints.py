@@ -105,12 +105,9 @@ def _ts(s: str | None) -> datetime | None:
 
 def default_public_key_path(settings) -> Path:
     """The deployment's public key: $AISG_SIGNING_PUBLIC_KEY_FILE, else <signing key file>.pub.pem."""
-    from .secrets import DEV_SIGNING_KEY_FILE, SIGNING_KEY_ENV
+    from .secrets import public_key_path
 
-    if os.environ.get("AISG_SIGNING_PUBLIC_KEY_FILE"):
-        return Path(os.environ["AISG_SIGNING_PUBLIC_KEY_FILE"])
-    key = os.environ.get(SIGNING_KEY_ENV)
-    return Path((key or str(Path(settings.secrets_dir) / DEV_SIGNING_KEY_FILE)) + ".pub.pem")
+    return public_key_path(settings)
 
 
 # -- reading checkpoints ----------------------------------------------------------------------
@@ -249,9 +246,10 @@ def write_checkpoint(settings, ledger: Ledger | None = None, *, reason: str = "m
     checkpoint failed is signed with `accept_prune` (why), after checking its ledger.pruned event.
     """
     from . import certificates as certs
+    from .context import as_governance
     from .secrets import load_or_create_signing_key
 
-    ledger = ledger or Ledger(settings.ledger_url)
+    ledger = ledger or as_governance(settings).ledger
     key, _ = load_or_create_signing_key(settings)
     directory = checkpoints_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
@@ -418,8 +416,10 @@ def verify_ledger(settings, ledger: Ledger | None = None, *, public_key_path: Pa
     """The chain, and every anchor of it found outside the database (see the module doc)."""
     from . import certificates as certs
 
+    from .context import as_governance
+
     now = _utc(now)
-    ledger = ledger or Ledger(settings.ledger_url)
+    ledger = ledger or as_governance(settings).ledger
     chain = ledger.verify_chain()
     findings = [Finding(_chain_cause(p), p) for p in chain.problems]
     warnings: list[str] = []

@@ -5,7 +5,7 @@ Plain module (no Dagster); the sensor, the job and `aisg erase` call these funct
 concerns live in their own modules and are re-exported here, so `governance.erasure` stays
 the one name to import:
 
-- `erasure_intake`: request parsing/validation, the `erasure_requests` rows, the inbox, the SLA;
+- `erasure_intake`: request parsing/validation, the `erasure_requests` rows, the SLA; `inbox`: the inbox scan;
 - `erasure_discovery`: a subject's traces in every store (`Manifest`);
 - `bytescan`: verification (Lance API over every version, byte scan of every file);
 - `erasure_certify`: the signed certificate, the denylist;
@@ -87,7 +87,6 @@ from .erasure_intake import (
     STEPS,
     ErasureFailed,
     ErasureRequest,
-    InboxScan,
     IntakeResult,
     RequestRejected,
     SlaStatus,
@@ -107,10 +106,11 @@ from .erasure_intake import (
     record_rejection,
     redacted_request,
     rejected_dir,
-    scan_inbox,
     sla_status,
 )
+from .context import as_governance
 from .ids import sha256_hex, subject_hash
+from .inbox import InboxScan, scan_inbox
 from .landing import REASON_SUFFIX, SIDECAR_SUFFIX
 from .ledger import Ledger, canonical_json, erasure_requests, iso
 from .markdown import md_table
@@ -396,8 +396,9 @@ def process_requests(
     Several requests for the same subject in one batch share one discovery and deletion;
     each gets its own certificate.
     """
-    ledger = ledger or Ledger(settings.ledger_url)
-    store = store or LanceStore(settings.lancedb_uri, settings.lancedb_storage_options)
+    gov = as_governance(settings)
+    ledger = ledger or gov.ledger
+    store = store or gov.store
     run = _Run(settings, ledger, store, clock or (lambda: datetime.now(timezone.utc)), hook or (lambda step: None), actor,
                partitions, ErasureRunResult(), processing_dir(settings))
     wanted = list(request_ids) if request_ids is not None else pending_request_ids(settings, ledger)
@@ -661,7 +662,8 @@ def erase_subject(settings, subject_id: str, *, requested_by: str, reason: str =
                   run: bool = True, hook=None, clock=None, partitions=None) -> tuple[IntakeResult, ErasureRunResult | None]:
     """What `aisg erase` does: validate, record as received, and (unless run=False) process now.
     `partitions` (a `cascade.PartitionSink`) receives the ingest_batches keys left empty."""
-    ledger = Ledger(settings.ledger_url)
+    gov = as_governance(settings)
+    ledger = gov.ledger
     obj = {"subject_id": subject_id, "requested_by": requested_by, "reason": reason,
            "request_id": request_id or f"er-{uuid.uuid4().hex[:20]}"}
     now = (clock or (lambda: datetime.now(timezone.utc)))()
@@ -674,5 +676,5 @@ def erase_subject(settings, subject_id: str, *, requested_by: str, reason: str =
     intake_res = intake(settings, ledger, req, now=now)
     if not intake_res.accepted or not run:
         return intake_res, None
-    return intake_res, process_requests(settings, [req.request_id], ledger=ledger, hook=hook, clock=clock, partitions=partitions)
+    return intake_res, process_requests(gov, [req.request_id], ledger=ledger, hook=hook, clock=clock, partitions=partitions)
 

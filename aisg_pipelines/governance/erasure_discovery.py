@@ -378,8 +378,6 @@ def discover_files(settings, subjects: dict[str, str], manifests: dict[str, Mani
                 _add_upload(manifests[subjects[owner]], base, data_rel, system)
 
     # access exports (governance/access.py) made for the subject hold its data: they go too
-    from .access import export_files_of
-
     salt = _salt(settings)
     by_hash = {subject_hash(t, salt): t for t in targets}
     for h, paths in export_files_of(settings, by_hash).items():
@@ -414,6 +412,25 @@ def discover_files(settings, subjects: dict[str, str], manifests: dict[str, Mani
         man.telemetry_files = {k: sorted(set(v)) for k, v in man.telemetry_files.items()}
         man.line_hashes = {k: sorted(set(v)) for k, v in man.line_hashes.items()}
         man.landing_paths = sorted(set(man.landing_paths))
+
+
+ACCESS_EXPORT_SUBDIR = "access_exports"  # <exports>/access_exports/<export id>/ (governance/access.py)
+
+
+def export_files_of(settings, subject_hashes: dict[str, str]) -> dict[str, list[Path]]:
+    """{subject hash: files of its access exports} for the given {hash: anything}."""
+    out: dict[str, list[Path]] = {}
+    root = Path(settings.exports_dir) / ACCESS_EXPORT_SUBDIR
+    if not root.exists() or not subject_hashes:
+        return out
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            h = json.loads((d / "export.json").read_bytes()).get("subject_hash")
+        except (OSError, ValueError):
+            continue
+        if h in subject_hashes:
+            out.setdefault(h, []).extend(sorted(p for p in d.rglob("*") if p.is_file()))
+    return out
 
 
 SUBJECT_FIELDS = ("subject_id", "user_id")  # JSON keys (any depth) and Prometheus labels naming a subject
@@ -484,7 +501,7 @@ def structured_lines(base: Path, targets: Iterable[str]):
     if not targets or not base.exists():
         return
     for p in sorted(base.rglob("*")):
-        if not p.is_file() or p.is_symlink() or p.name.endswith(".tmp") or CERT_SUBDIR in p.parts or "access_exports" in p.parts:
+        if not p.is_file() or p.is_symlink() or p.name.endswith(".tmp") or CERT_SUBDIR in p.parts or ACCESS_EXPORT_SUBDIR in p.parts:
             continue
         suffix = p.suffix.lower()
         if suffix not in STRUCTURED_LINE_SUFFIXES:

@@ -1,7 +1,7 @@
 """Erasure intake: parse and validate a request, record it (deduplicated by request_id) in
-the ledger's `erasure_requests` table, take the inbox, keep redacted copies of rejected
-requests; and the read side of the table (requests, open ones, the denylist as ingest
-consults it, the 30-day SLA).
+the ledger's `erasure_requests` table, keep redacted copies of rejected requests (the inbox
+scan is governance/inbox.py); and the read side of the table (requests, open ones, the
+denylist as ingest consults it, the 30-day SLA).
 
 Plain module (no Dagster). The raw subject identifier of an open request lives only in its
 private pending file `<erasure_inbox>/processing/<request_id>.json` (0600); the ledger holds
@@ -14,13 +14,14 @@ import json
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from .context import age_days, as_governance
 from .ids import SUBJECT_ID_RE, sha256_hex, subject_hash
 from .landing import REASON_SUFFIX
 from .ledger import Ledger, canonical_json, erasure_requests, iso
@@ -88,9 +89,8 @@ def _write_private(path: Path, data: dict) -> None:
 
 
 def _salt(settings) -> bytes:
-    from .secrets import load_or_create_salt
-
-    return load_or_create_salt(settings)
+    """The subject-hash salt of the context (`settings` may be a Settings or a Governance)."""
+    return as_governance(settings).salt
 
 
 # -- intake -------------------------------------------------------------------------------
@@ -236,65 +236,6 @@ def intake(settings, ledger: Ledger, req: ErasureRequest, *, now: datetime | Non
     return IntakeResult(True, req.request_id)
 
 
-@dataclass
-class InboxScan:
-    accepted: list[str] = field(default_factory=list)
-    rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (file, code, detail)
-
-
-def scan_inbox(settings, ledger: Ledger, *, now: datetime | None = None) -> InboxScan:
-    """Take every `*.json` in the inbox: valid ones become `received` requests, bad ones are
-    moved to `rejected/` with a reason file and recorded in the ledger. Never raises on bad input."""
-    inbox = Path(settings.erasure_inbox)
-    out = InboxScan()
-    if not inbox.exists():
-        return out
-    from .inbox_auth import SignatureRejected, load_key, verify  # HMAC-signed requests (issue 13)
-
-    key = load_key()
-    for path in sorted(p for p in inbox.iterdir() if p.is_file() and p.suffix == ".json"):
-        try:
-            raw = path.read_bytes()[:1_000_000]
-        except OSError:
-            continue  # vanished or unreadable right now: next tick
-        try:
-            try:
-                body = verify(raw, key)
-            except SignatureRejected as sig:
-                raise RequestRejected(sig.code, sig.detail) from None
-            req = parse_request(body, source="inbox", now=now)
-            if req.type == "access":
-                from .access import intake as access_intake
-
-                res = access_intake(settings, ledger, req, now=now)
-            else:
-                res = intake(settings, ledger, req, now=now)
-        except RequestRejected as rej:
-            rid = "rej-" + sha256_hex(path.name.encode() + b"\0" + raw)[:24]
-            detail = _redact(rej.detail, _raw_subject(raw), settings)
-            if _raw_type(raw) == "access":
-                from .access import record_rejection as access_rejection
-
-                access_rejection(ledger, rid, rej.code, detail, source="inbox")
-            else:
-                record_rejection(ledger, rid, rej.code, detail, source="inbox", now=now)
-            _move_rejected(settings, path, rej.code, detail, rid, raw)
-            out.rejected.append((path.name, rej.code, detail))
-            continue
-        if res.accepted:
-            if not getattr(res, "redelivery", False):  # who asked, and what vouched for the request (issue 13)
-                ledger.append_event("inbox.authenticated", {
-                    "request_id": res.request_id, "type": req.type, "requested_by": req.requested_by,
-                    "approved_by": "hmac-sha256:/analytics/erase" if key is not None else "unsigned:no key configured",
-                }, actor="erasure_inbox")
-            path.unlink(missing_ok=True)
-            out.accepted.append(res.request_id)
-        else:
-            _move_rejected(settings, path, res.code, res.detail, res.request_id, raw)
-            out.rejected.append((path.name, res.code, res.detail))
-    return out
-
-
 def _raw_subject(raw: bytes) -> str | None:
     """The subject_id string of a request file, if it has one (even a request rejected for another reason)."""
     try:
@@ -303,15 +244,6 @@ def _raw_subject(raw: bytes) -> str | None:
         return None
     v = obj.get("subject_id") if isinstance(obj, dict) else None
     return v if isinstance(v, str) and v.strip() else None
-
-
-def _raw_type(raw: bytes) -> str | None:
-    """The `type` field of a request file, if it is a JSON object with one."""
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return None
-    return obj.get("type") if isinstance(obj, dict) else None
 
 
 def _redact(text: str, subject: str | None, settings) -> str:
@@ -397,12 +329,12 @@ def erased_before(ledger: Ledger, subject_id: str, settings=None, *, salt: bytes
 
     Ingest quarantines an upload of this subject as a replay when its `uploaded_at` precedes
     this time; newer uploads are new data. The salt comes from `salt`, else from `settings`
-    (`load_or_create_salt`), else from `Settings.from_env()`."""
+    (`load_or_create_salt`), else from `Governance.from_env()`."""
     if salt is None:
         if settings is None:
-            from ..settings import Settings
+            from .context import Governance
 
-            settings = Settings.from_env()
+            settings = Governance.from_env()
         salt = _salt(settings)
     return erased_before_hash(ledger, subject_hash(subject_id, salt))
 
@@ -424,7 +356,7 @@ def sla_status(ledger: Ledger, now: datetime | None = None) -> SlaStatus:
             continue
         if r["failure"] and r["failure"].startswith("rejected:"):
             continue  # a rejected submission is not a valid request to honour
-        age = (now - datetime.fromisoformat(r["requested_at"])).total_seconds() / 86400
+        age = age_days(now, r["requested_at"], ndigits=None)
         rows.append({"request_id": r["request_id"], "status": r["status"], "age_days": round(age, 2), "overdue": age > SLA_DAYS,
                      "failure": (r["failure"] or "")[:200]})
     overdue = [r["request_id"] for r in rows if r["overdue"]]

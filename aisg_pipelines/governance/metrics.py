@@ -69,10 +69,11 @@ def pii_scrubbed_totals(ledger: Ledger) -> dict[str, int]:
 
 def build_registry(settings, *, now: datetime | None = None, ledger: Ledger | None = None,
                    last_success: Mapping[str, float | None] | None = None) -> CollectorRegistry:
+    from .context import as_governance
     from .erasure import list_requests, sla_status
 
     now = now or datetime.now(timezone.utc)
-    ledger = ledger or Ledger(settings.ledger_url)
+    ledger = ledger or as_governance(settings).ledger
     reg = CollectorRegistry()
 
     def gauge(name: str, doc: str, value: float | None = None, labels: tuple[str, ...] = ()) -> Gauge:

@@ -107,7 +107,7 @@ class PartitionOps(Protocol):
 
 @dataclass
 class OrphanScope:
-    """Where to look. Build it from Settings or from the Dagster resources."""
+    """Where to look. Build it with `from_settings` (a Settings or the runtime context)."""
 
     store: LanceStore
     landing_dir: Path
@@ -120,25 +120,23 @@ class OrphanScope:
 
     @classmethod
     def from_settings(cls, settings, *, ledger=None, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> OrphanScope:
-        from .ledger import Ledger
+        """`settings`: a Settings or the runtime context (`Governance`), whose store, ledger
+        and salt (read only when the denylist is not empty) are used."""
+        from .context import as_governance
         from .versions import VersionRegistry
 
-        led = ledger or Ledger(settings.ledger_url)
+        gov = as_governance(settings)
+        led = ledger or gov.ledger
         active = VersionRegistry(led).active()
 
-        def salt() -> bytes:
-            from .secrets import load_or_create_salt
-
-            return load_or_create_salt(settings)
-
         return cls(
-            store=LanceStore(settings.lancedb_uri, settings.lancedb_storage_options or None),
+            store=gov.store,
             landing_dir=Path(settings.landing_dir),
             quarantine_dir=Path(settings.quarantine_dir),
             exports_dir=Path(settings.exports_dir),
             active_version=active.name if active else None,
             denylisted_hashes=led.denylisted_subject_hashes(),
-            salt_loader=salt,
+            salt_loader=lambda: gov.salt,
             grace_seconds=grace_seconds,
         )
 

@@ -641,13 +641,13 @@ def ingest_all(settings, *, scrubber=None, now: datetime | None = None, embed: b
     from .versions import VersionRegistry, ensure_bootstrap_version
     from ..settings import bundled_model_path
 
-    store = LanceStore(settings.lancedb_uri, settings.lancedb_storage_options)
-    ledger = Ledger(settings.ledger_url)
+    from .context import as_governance
+
+    gov = as_governance(settings)
+    store, ledger = gov.store, gov.ledger
     active = ensure_bootstrap_version(VersionRegistry(ledger), settings.model_path or bundled_model_path())
     scrubber = scrubber or get_scrubber(settings.pii_operators or None)
-    from .secrets import load_or_create_salt
-
-    salt = load_or_create_salt(settings)
+    salt = gov.salt
     scan = plan_batches(settings.landing_dir, None, now_ns=_time.time_ns(), settle_seconds=0, already_batched=ledger.already_batched)
     out = IngestAllResult()
     for batch_id, files in sorted(scan.batches.items()):

@@ -18,7 +18,6 @@ the check history) are reported as `available: false` with a reason, and count a
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -28,9 +27,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import prometheus
+from .context import as_governance, open_request_ages
 from .erasure_intake import OPEN_STATUSES, SLA_DAYS as ERASURE_DEADLINE_DAYS, list_requests as list_erasure_requests
 from .events import EmbedVersionSwitch, IngestDocuments, OrphansCleanup, OrphansReport, ReportExported, RetentionPurge, record
 from .ledger import Ledger, iso
+from .store import dir_size as store_dir_size
 from .report_render import CATEGORY_LABELS, fmt_bytes  # noqa: F401 - fmt_bytes re-exported
 from .retention_policy import CATEGORIES as RETENTION_CATEGORIES, DEFAULT_POLICY_FILE, load_policies
 from .periods import (  # noqa: F401 - re-exported: callers name periods through reports
@@ -78,11 +79,10 @@ def collect_report(
     {"asset": str, "check": str, "passed": bool, "occurred_at": ISO str}; None means the
     caller had no Dagster instance to read them from ("not available").
     """
-    from .store import LanceStore
-
+    gov = as_governance(settings)
     now = now or datetime.now(timezone.utc)
-    ledger = ledger or Ledger(settings.ledger_url)
-    store = store or LanceStore(settings.lancedb_uri, settings.lancedb_storage_options or None)
+    ledger = ledger or gov.ledger
+    store = store or gov.store
     events = _by_time(ledger.events(since=period.start_utc, until=period.end_utc))
     as_of = min(now, period.end)  # "open" ages and live checks are measured at this moment
 
@@ -127,7 +127,7 @@ def build_report(
     from .report_render import write_exports
 
     now = now or datetime.now(timezone.utc)
-    ledger = Ledger(settings.ledger_url)
+    ledger = as_governance(settings).ledger
     summary = collect_report(settings, period, now=now, check_results=check_results, ledger=ledger)
     base = Path(exports_dir or settings.exports_dir)
     out_dir = base / "compliance" / period.label
@@ -271,11 +271,9 @@ def _access(ledger: Ledger, period: Period, as_of: datetime) -> dict[str, Any]:
 # -- erasure ------------------------------------------------------------------------------
 def signing_public_key_path(settings) -> Path:
     """Where governance.secrets keeps the certificate-signing public key (never created here)."""
-    configured = os.environ.get("AISG_SIGNING_PUBLIC_KEY_FILE")
-    if configured:
-        return Path(configured)
-    key = os.environ.get("AISG_SIGNING_KEY_FILE") or str(Path(settings.secrets_dir) / "erasure_signing_key.pem")
-    return Path(key + ".pub.pem")
+    from .secrets import public_key_path
+
+    return public_key_path(settings)
 
 
 def certificate_verifier(settings):
@@ -543,11 +541,7 @@ def _ledger_integrity(ledger: Ledger, events) -> dict[str, Any]:
     }
 
 
-def dir_size(path: Path) -> int | None:
-    p = Path(path)
-    if not p.exists():
-        return None
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+dir_size = store_dir_size  # the one directory-size helper (governance/store.py)
 
 
 def _storage(settings, store) -> dict[str, Any]:
@@ -643,11 +637,11 @@ def _findings(s: dict[str, Any]) -> list[str]:
 def current_gauges(settings, *, now: datetime | None = None, ledger: Ledger | None = None) -> dict[str, Any]:
     """The state right now (not of a period): what the Prometheus textfile exports."""
     now = now or datetime.now(timezone.utc)
-    ledger = ledger or Ledger(settings.ledger_url)
+    ledger = ledger or as_governance(settings).ledger
     g: dict[str, Any] = {"open_erasure_requests": 0, "oldest_open_request_age_seconds": 0.0,
                          "erasure_available": 0, "overdue_retention": {}, "orphans": {}, "active_embed_version": None}
     g["erasure_available"] = 1  # the ledger always has erasure_requests (the gauge stays for the dashboards)
-    ages = [(now - parse_ts(r["requested_at"])).total_seconds() for r in list_erasure_requests(ledger, OPEN_STATUSES) if r["requested_at"]]
+    ages = open_request_ages(now, list_erasure_requests(ledger, OPEN_STATUSES), OPEN_STATUSES)
     g["open_erasure_requests"] = len(ages)
     g["oldest_open_request_age_seconds"] = max(ages) if ages else 0.0
     try:  # access requests (governance/access.py): open = received, not yet delivered
@@ -693,7 +687,7 @@ def update_ledger_gauges(settings, *, ledger: Ledger | None = None, exports_dir:
     no retention dry run); the other gauges stay as the last full write left them."""
     from .checkpoints import ledger_gauges
 
-    ledger = ledger or Ledger(settings.ledger_url)
+    ledger = ledger or as_governance(settings).ledger
     target = Path(path) if path else prometheus.textfile_path(Path(exports_dir or settings.exports_dir))
     return prometheus.replace_ledger_gauges(target, ledger_gauges(settings, ledger))
 

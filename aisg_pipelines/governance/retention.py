@@ -36,13 +36,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from .context import as_governance
 from . import events
 from .events import RetentionPurge
 from .ids import BATCH_ID_RE, DOC_ID_RE, batched, in_filter, require, subject_hash
 from .landing import REASON_SUFFIX, SIDECAR_SUFFIX
 from .ledger import Ledger, audit_events, iso
 from .markdown import md_table
-from .store import CHUNKS, DOCUMENTS, EMBEDDINGS_PREFIX, METRICS, SYSTEM_LOGS, LanceStore
+from .store import CHUNKS, DOCUMENTS, EMBEDDINGS_PREFIX, METRICS, SYSTEM_LOGS, LanceStore, dir_size
 from .retention_policy import (  # noqa: F401 - the policy API is used through retention too
     CATEGORIES, DEFAULT_POLICY_FILE, OPTIONAL_CATEGORIES, POLICY_KEYS, Policy, PolicyError, RetentionPolicies, load_policies, parse_policies,
 )
@@ -138,9 +139,7 @@ class Holds:
 
     def _hash(self, value: str) -> str:
         if self._salt is None:
-            from .secrets import load_or_create_salt
-
-            self._salt = load_or_create_salt(self._settings)
+            self._salt = as_governance(self._settings).salt
         h = self._cache.get(value)
         if h is None:
             h = self._cache[value] = subject_hash(value, self._salt)
@@ -160,9 +159,7 @@ def _age_days(now: datetime, ts: datetime | None) -> float | None:
 
 
 def _dir_size(path: Path) -> int:
-    if not path.exists():
-        return 0
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return dir_size(path) or 0
 
 
 def _table_dir(store: LanceStore, name: str) -> Path | None:
@@ -199,8 +196,9 @@ class Retention:
         self.now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
         self.dry_run = dry_run
         self.hook = hook or (lambda step: None)
-        self.store = store or LanceStore(settings.lancedb_uri, settings.lancedb_storage_options)
-        self.ledger = ledger or Ledger(settings.ledger_url)
+        gov = as_governance(settings)
+        self.store = store or gov.store
+        self.ledger = ledger or gov.ledger
         self.holds = Holds(settings, self.ledger)
         self.result = RetentionResult(iso(self.now), dry_run, self.policies.source)
         self._touched: dict[str, set[str]] = {}  # category -> tables with deletions

@@ -13,6 +13,8 @@ import secrets as _secrets
 import time
 from pathlib import Path
 
+from ..settings import SIGNING_KEY_ENV
+
 SALT_FILE = "subject_hash_salt"
 SALT_BYTES = 32
 
@@ -46,8 +48,25 @@ def load_or_create_salt(settings) -> bytes:
 
 
 # -- certificate signing key (erasure certificates) ------------------------------------
-SIGNING_KEY_ENV = "AISG_SIGNING_KEY_FILE"
 DEV_SIGNING_KEY_FILE = "erasure_signing_key.pem"
+
+
+def signing_key_path(settings) -> Path:
+    """The Ed25519 key that signs certificates and checkpoints: $AISG_SIGNING_KEY_FILE, else the
+    development key under secrets_dir. With `public_key_path`, the one place the key paths
+    are resolved (signing, `aisg verify-certificate`, checkpoints, reports)."""
+    from ..settings import signing_key_env
+
+    configured, _ = signing_key_env()
+    return Path(configured) if configured else Path(settings.secrets_dir) / DEV_SIGNING_KEY_FILE
+
+
+def public_key_path(settings) -> Path:
+    """Its public key: $AISG_SIGNING_PUBLIC_KEY_FILE, else `<signing key file>.pub.pem`."""
+    from ..settings import signing_key_env
+
+    _, configured_pub = signing_key_env()
+    return Path(configured_pub) if configured_pub else Path(str(signing_key_path(settings)) + ".pub.pem")
 
 
 def load_or_create_signing_key(settings):
@@ -63,8 +82,10 @@ def load_or_create_signing_key(settings):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    configured = os.environ.get(SIGNING_KEY_ENV)
-    path = Path(configured) if configured else Path(settings.secrets_dir) / DEV_SIGNING_KEY_FILE
+    from ..settings import signing_key_env
+
+    configured, _ = signing_key_env()
+    path = signing_key_path(settings)
     if not path.exists():
         if configured:
             raise RuntimeError(f"{SIGNING_KEY_ENV}={configured} does not exist")
@@ -93,7 +114,7 @@ def load_or_create_signing_key(settings):
     key = serialization.load_pem_private_key(data, password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise RuntimeError(f"signing key {path} is not an Ed25519 private key")
-    pub_path = Path(os.environ.get("AISG_SIGNING_PUBLIC_KEY_FILE") or str(path) + ".pub.pem")
+    pub_path = public_key_path(settings)
     pub_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     if pub_path.exists() and pub_path.read_bytes() != pub_pem:
         raise RuntimeError(f"public key {pub_path} does not belong to signing key {path}")

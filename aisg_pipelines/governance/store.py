@@ -500,8 +500,23 @@ class LanceStore:
         out = {}
         for name in self.table_names():
             d = root / f"{name}.lance"
-            out[name] = sum(p.stat().st_size for p in d.rglob("*") if p.is_file()) if d.exists() else 0
+            out[name] = dir_size(d) or 0
         return out
+
+
+def dir_size(path: Path | str | None) -> int | None:
+    """Bytes of every file under the directory `path`; None when it does not exist. The one
+    directory-size helper (table sizes, retention's reclaimed bytes, the reports' storage)."""
+    if path is None or not Path(path).exists():
+        return None
+    total = 0
+    for f in Path(path).rglob("*"):
+        try:
+            if f.is_file():
+                total += f.stat().st_size
+        except OSError:  # removed while we walked
+            continue
+    return total
 
 
 def json_counts(counts: dict[str, int]) -> str:

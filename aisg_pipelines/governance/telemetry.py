@@ -421,7 +421,9 @@ def ingest_all(settings, *, kinds=("system_logs", "metrics"), days: list[str] | 
     """Ingest every day found (or only `days`) of each kind, one commit per kind."""
     from .pii import get_scrubber
 
-    store = LanceStore(settings.lancedb_uri, settings.lancedb_storage_options)
+    from .context import as_governance
+
+    store = as_governance(settings).store
     scrubber = get_scrubber(getattr(settings, "pii_operators", None) or None)
     out = []
     for kind in kinds:

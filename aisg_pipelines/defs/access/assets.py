@@ -5,14 +5,12 @@ a materialization exports the requests in its config (empty = every pending one)
 every request's state. The `access_sla` check fails when a request is open past 30 days.
 """
 
-from datetime import datetime
-
 import dagster as dg
 
 from ..erasure.assets import ErasureClockResource
 from ..retry import aisg_retry
 from ..metadata import md_table
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
+from ..resources import GovernanceResource
 
 from .jobs import ACCESS_REQUESTS_TAG, access_export_job  # noqa: F401 - re-exported
 
@@ -34,17 +32,15 @@ class AccessRunConfig(dg.Config):
 def access_requests(
     context: dg.AssetExecutionContext,
     config: AccessRunConfig,
-    lance: LanceStoreResource,
-    ledger: LedgerResource,
-    landing: LandingZoneResource,
-    paths: GovernancePathsResource,
+    governance: GovernanceResource,
     erasure_clock: ErasureClockResource,
 ) -> dg.MaterializeResult:
     from ...governance.access import expire_exports, list_requests, process_requests
+    from ...governance.context import age_days
 
-    s = settings_from_resources(lance, ledger, landing, paths)
-    led = ledger.get_ledger()
-    outcomes = process_requests(s, config.request_ids or None, ledger=led, store=lance.get_store(), actor=f"dagster:{context.run_id[:8]}")
+    s = governance.context()
+    led = s.ledger
+    outcomes = process_requests(s, config.request_ids or None, actor=f"dagster:{context.run_id[:8]}")
     for o in outcomes:
         if o["status"] == "delivered":
             context.log.info(f"access request {o['request_id']} delivered: {o['export_path']}")
@@ -53,7 +49,7 @@ def access_requests(
     expired = expire_exports(s, ledger=led)
     now = erasure_clock.now()
     rows = list_requests(led)
-    table = [(r.request_id, r.status, f"{(now - datetime.fromisoformat(r.requested_at)).total_seconds() / 86400:.1f}",
+    table = [(r.request_id, r.status, f"{age_days(now, r.requested_at, ndigits=None):.1f}",
               (r.subject_hash or "-")[:12], r.export_path or r.failure or "-") for r in rows[-50:]]
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(rows),
@@ -67,11 +63,11 @@ def access_requests(
 
 
 @dg.asset_check(asset=access_requests, description="SLA: every access request older than 30 days is delivered (GDPR Art. 12(3)).")
-def access_sla(context, ledger: LedgerResource, erasure_clock: ErasureClockResource) -> dg.AssetCheckResult:
+def access_sla(context, governance: GovernanceResource, erasure_clock: ErasureClockResource) -> dg.AssetCheckResult:
     from ...governance.access import SLA_DAYS, sla_status
 
     now = erasure_clock.now()
-    st = sla_status(ledger.get_ledger(), now)
+    st = sla_status(governance.context().ledger, now)
     rows = [(r["request_id"], r["status"], r["age_days"], "OVERDUE" if r["overdue"] else "") for r in st.open]
     return dg.AssetCheckResult(
         passed=st.ok,

@@ -6,7 +6,7 @@ import dagster as dg
 from ..retry import aisg_retry
 from ..metadata import column_schema
 from ..partitions import embeddings_partitions
-from ..resources import EmbeddingModelResource, LanceStoreResource, LedgerResource
+from ..resources import EmbeddingModelResource, GovernanceResource
 
 
 @dg.asset(
@@ -29,16 +29,16 @@ from ..resources import EmbeddingModelResource, LanceStoreResource, LedgerResour
 @aisg_retry
 def embeddings(
     context: dg.AssetExecutionContext,
-    lance: LanceStoreResource,
-    ledger: LedgerResource,
+    governance: GovernanceResource,
     embedding_model: EmbeddingModelResource,
 ) -> dg.MaterializeResult:
     from ...governance.pipeline import embed_batch
     from ...governance.store import embeddings_schema
     from ...governance.versions import VersionRegistry
 
+    gov = governance.context()
     key = context.partition_key.keys_by_dimension
-    version = VersionRegistry(ledger.get_ledger()).require(key["embed_version"])
+    version = VersionRegistry(gov.ledger).require(key["embed_version"])
     batch_id = key["batch"]
 
     def progress(done, total, elapsed):
@@ -46,7 +46,7 @@ def embeddings(
         eta = (total - done) / rate if rate else 0.0
         context.log.info(f"{version.name}|{batch_id}: {done}/{total} chunks, {rate:.1f} chunks/s, ETA {eta:.0f}s")
 
-    store = lance.get_store()
+    store = gov.store
     res = embed_batch(store, version, batch_id, batch_size=embedding_model.batch_size, progress=progress)
     return dg.MaterializeResult(
         metadata={

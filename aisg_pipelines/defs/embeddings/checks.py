@@ -4,7 +4,7 @@
 import dagster as dg
 
 from ..partitions import embeddings_partitions
-from ..resources import LanceStoreResource, LedgerResource
+from ..resources import GovernanceResource
 from .assets import embeddings
 
 
@@ -14,13 +14,14 @@ from .assets import embeddings
     blocking=True,
     description="GX: one row per chunk of the batch, dims match the version, L2 norm ≈ 1, no NaN, unique chunk_id.",
 )
-def embeddings_valid(context: dg.AssetCheckExecutionContext, lance: LanceStoreResource, ledger: LedgerResource) -> dg.AssetCheckResult:
+def embeddings_valid(context: dg.AssetCheckExecutionContext, governance: GovernanceResource) -> dg.AssetCheckResult:
     from ...governance.checks import check_embeddings
     from ...governance.versions import VersionRegistry
 
     key = context.partition_key.keys_by_dimension
-    version = VersionRegistry(ledger.get_ledger()).require(key["embed_version"])
-    q = check_embeddings(lance.get_store(), version, key["batch"])
+    gov = governance.context()
+    version = VersionRegistry(gov.ledger).require(key["embed_version"])
+    q = check_embeddings(gov.store, version, key["batch"])
     return dg.AssetCheckResult(
         passed=q.passed,
         metadata={

@@ -13,7 +13,7 @@ import dagster as dg
 
 from ..partitions import embed_versions, embeddings_key, ingest_batches
 from ..retry import aisg_retry
-from ..resources import EmbeddingModelResource, LanceStoreResource, LedgerResource
+from ..resources import EmbeddingModelResource, GovernanceResource
 
 REINDEX_TAGS = {"aisg/job": "reindex", "aisg/area": "embeddings"}
 
@@ -87,15 +87,14 @@ def _summary_metadata(result, extra: Optional[dict] = None) -> dict:
 def reindex_all_op(
     context: dg.OpExecutionContext,
     config: ReindexConfig,
-    lance: LanceStoreResource,
-    ledger: LedgerResource,
+    governance: GovernanceResource,
     embedding_model: EmbeddingModelResource,
 ):
     from ...governance.reindex import ValidationFailed, reindex, resolve_spec
     from ...governance.versions import VersionConflict, VersionRegistry
 
-    led = ledger.get_ledger()
-    store = lance.get_store()
+    gov = governance.context()
+    led, store = gov.ledger, gov.store
     instance = context.instance
     overrides = {k: getattr(config, k) for k in ("model_path", "max_seq_length", "normalize", "chunk_size", "chunk_overlap", "backend", "quantization")}
     try:
@@ -168,15 +167,15 @@ def reindex_all_job():
 def rollback_embed_version_op(
     context: dg.OpExecutionContext,
     config: RollbackConfig,
-    lance: LanceStoreResource,
-    ledger: LedgerResource,
+    governance: GovernanceResource,
     embedding_model: EmbeddingModelResource,
 ):
     from ...governance.reindex import ValidationFailed, rollback
     from ...governance.versions import VersionConflict
 
     try:
-        res = rollback(lance.get_store(), ledger.get_ledger(), config.to_version or None, batch_size=embedding_model.batch_size)
+        gov = governance.context()
+        res = rollback(gov.store, gov.ledger, config.to_version or None, batch_size=embedding_model.batch_size)
     except (ValidationFailed, VersionConflict, KeyError) as exc:
         raise dg.Failure(description=f"rollback refused: {exc}") from exc
     context.log.info(f"re-activated {res.version} (was {res.previous}); {res.embedded} chunks caught up")

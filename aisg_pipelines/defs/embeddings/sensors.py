@@ -6,7 +6,7 @@ import os
 import dagster as dg
 
 from ..partitions import embeddings_key
-from ..resources import LedgerResource
+from ..resources import GovernanceResource
 
 embed_batch_job = dg.define_asset_job(
     "embed_batch",
@@ -25,10 +25,10 @@ embed_batch_job = dg.define_asset_job(
         "materialised after its embeddings (run_key embed:<version>|<batch>:<chunks storage id>)."
     ),
 )
-def embed_new_batches_sensor(context: dg.SensorEvaluationContext, ledger: LedgerResource):
+def embed_new_batches_sensor(context: dg.SensorEvaluationContext, governance: GovernanceResource):
     from ...governance.versions import VersionRegistry
 
-    active = VersionRegistry(ledger.get_ledger()).active()
+    active = VersionRegistry(governance.context().ledger).active()
     if active is None:
         return dg.SkipReason("no active embed_version yet")
     requests = plan_embed_requests(context.instance, active.name)

@@ -11,7 +11,7 @@ import dagster as dg
 
 from ..retry import aisg_retry
 from ..metadata import md_table
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
+from ..resources import GovernanceResource
 
 
 class ErasureClockResource(dg.ConfigurableResource):
@@ -32,9 +32,11 @@ class ErasureRunConfig(dg.Config):
 
 
 def requests_table(rows: list[dict], now: datetime) -> str:
+    from ...governance.context import age_days
+
     out = []
     for r in rows:
-        age = (now - datetime.fromisoformat(r["requested_at"])).total_seconds() / 86400
+        age = age_days(now, r["requested_at"], ndigits=None)
         out.append((r["request_id"], r["status"], f"{age:.1f}", (r["subject_hash"] or "-")[:12], r["certificate_path"] or "-", (r["failure"] or "-")[:120]))
     return md_table(["request", "status", "age (days)", "subject hash", "certificate", "failure"], out)
 
@@ -53,16 +55,14 @@ def requests_table(rows: list[dict], now: datetime) -> str:
 def erasure_requests(
     context: dg.AssetExecutionContext,
     config: ErasureRunConfig,
-    lance: LanceStoreResource,
-    ledger: LedgerResource,
-    landing: LandingZoneResource,
-    paths: GovernancePathsResource,
+    governance: GovernanceResource,
     erasure_clock: ErasureClockResource,
 ) -> dg.MaterializeResult:
+    from ...governance.context import open_request_ages
     from ...governance.erasure import OPEN_STATUSES, list_requests, process_requests
 
-    s = settings_from_resources(lance, ledger, landing, paths)
-    led = ledger.get_ledger()
+    gov = governance.context()
+    led = gov.ledger
     res = None
     if config.process:
         from .sensors import WORKER_TAG, worker_identity
@@ -71,7 +71,7 @@ def erasure_requests(
         context.instance.add_run_tags(context.run_id, {WORKER_TAG: worker_identity()})
         from ..orphans.assets import DagsterPartitions
 
-        res = process_requests(s, config.request_ids or None, ledger=led, store=lance.get_store(), actor=f"dagster:{context.run_id[:8]}",
+        res = process_requests(gov, config.request_ids or None, actor=f"dagster:{context.run_id[:8]}",
                                partitions=DagsterPartitions(context.instance))
         if res.partitions_deleted:
             context.log.info(f"ingest_batches partitions left empty and deleted: {', '.join(res.partitions_deleted)}")
@@ -83,7 +83,7 @@ def erasure_requests(
     now = erasure_clock.now()
     open_rows = [r for r in rows if r["status"] in OPEN_STATUSES]
     by_status = {st: sum(r["status"] == st for r in rows) for st in ("received", "in_progress", "verified", "certified", "failed")}
-    oldest = max(((now - datetime.fromisoformat(r["requested_at"])).total_seconds() / 86400 for r in open_rows), default=0.0)
+    oldest = max(open_request_ages(now, open_rows, OPEN_STATUSES), default=0.0) / 86400
     md = (res.summary_markdown() + "\n\n" if res else "") + f"**Open requests: {len(open_rows)}** (oldest {oldest:.1f} days)\n\n" + requests_table(open_rows or rows[-20:], now)
     metadata = {
         "dagster/row_count": len(rows),
@@ -113,11 +113,11 @@ def erasure_requests(
     asset=erasure_requests,
     description="SLA: every erasure request older than 30 days is certified (GDPR Art. 12(3)).",
 )
-def erasure_sla(context: dg.AssetCheckExecutionContext, ledger: LedgerResource, erasure_clock: ErasureClockResource) -> dg.AssetCheckResult:
+def erasure_sla(context: dg.AssetCheckExecutionContext, governance: GovernanceResource, erasure_clock: ErasureClockResource) -> dg.AssetCheckResult:
     from ...governance.erasure import SLA_DAYS, sla_status
 
     now = erasure_clock.now()
-    st = sla_status(ledger.get_ledger(), now)
+    st = sla_status(governance.context().ledger, now)
     rows = [(r["request_id"], r["status"], r["age_days"], "OVERDUE" if r["overdue"] else "") for r in st.open]
     return dg.AssetCheckResult(
         passed=st.ok,

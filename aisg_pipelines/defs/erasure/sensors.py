@@ -21,7 +21,7 @@ from collections import Counter
 
 import dagster as dg
 
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
+from ..resources import GovernanceResource
 
 REQUESTS_TAG = "aisg/erasure_requests"
 
@@ -151,15 +151,12 @@ def _access_job():
 )
 def erasure_inbox_sensor(
     context: dg.SensorEvaluationContext,
-    lance: LanceStoreResource,
-    ledger: LedgerResource,
-    landing: LandingZoneResource,
-    paths: GovernancePathsResource,
+    governance: GovernanceResource,
 ):
     from ...governance.erasure import pending_request_ids, scan_inbox
 
-    s = settings_from_resources(lance, ledger, landing, paths)
-    led = ledger.get_ledger()
+    s = governance.context()
+    led = s.ledger
     scan = scan_inbox(s, led)
     for name, code, detail in scan.rejected:
         context.log.warning(f"erasure request file {name} rejected: {code} {detail}")

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from ..partitions import ingest_batches
-from ..resources import LanceStoreResource, PiiScrubberResource
+from ..resources import GovernanceResource, PiiScrubberResource
 from .assets import chunks, documents
 
 
@@ -22,10 +22,10 @@ def _result(q, extra: dict | None = None) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=documents, partitions_def=ingest_batches, blocking=True, description="GX: doc_id unique, subject_id not null.")
-def documents_valid(context: dg.AssetCheckExecutionContext, lance: LanceStoreResource) -> dg.AssetCheckResult:
+def documents_valid(context: dg.AssetCheckExecutionContext, governance: GovernanceResource) -> dg.AssetCheckResult:
     from ...governance.checks import check_documents
 
-    return _result(check_documents(lance.get_store(), context.partition_key))
+    return _result(check_documents(governance.context().store, context.partition_key))
 
 
 @dg.asset_check(
@@ -34,15 +34,15 @@ def documents_valid(context: dg.AssetCheckExecutionContext, lance: LanceStoreRes
     blocking=True,
     description="The scrubbed text matches none of the nine PII detectors at high confidence.",
 )
-def documents_pii_free(context: dg.AssetCheckExecutionContext, lance: LanceStoreResource, pii: PiiScrubberResource) -> dg.AssetCheckResult:
+def documents_pii_free(context: dg.AssetCheckExecutionContext, governance: GovernanceResource, pii: PiiScrubberResource) -> dg.AssetCheckResult:
     from ...governance.checks import check_documents_pii_free
 
-    q, hits = check_documents_pii_free(lance.get_store(), context.partition_key, pii.get_scrubber())
+    q, hits = check_documents_pii_free(governance.context().store, context.partition_key, pii.get_scrubber())
     return _result(q, {"residual_pii_by_type": hits})
 
 
 @dg.asset_check(asset=chunks, partitions_def=ingest_batches, blocking=True, description="GX: chunk_id unique, every chunk's document exists, no empty text.")
-def chunks_valid(context: dg.AssetCheckExecutionContext, lance: LanceStoreResource) -> dg.AssetCheckResult:
+def chunks_valid(context: dg.AssetCheckExecutionContext, governance: GovernanceResource) -> dg.AssetCheckResult:
     from ...governance.checks import check_chunks
 
-    return _result(check_chunks(lance.get_store(), context.partition_key))
+    return _result(check_chunks(governance.context().store, context.partition_key))

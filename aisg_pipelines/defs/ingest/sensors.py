@@ -8,7 +8,7 @@ import time
 import dagster as dg
 
 from ..partitions import embed_versions, ingest_batches
-from ..resources import EmbeddingModelResource, LandingZoneResource, LedgerResource
+from ..resources import EmbeddingModelResource, GovernanceResource
 
 ingest_batch_job = dg.define_asset_job(
     "ingest_batch",
@@ -41,15 +41,15 @@ def encode_cursor(pos: tuple[int, str]) -> str:
 )
 def landing_zone_sensor(
     context: dg.SensorEvaluationContext,
-    landing: LandingZoneResource,
-    ledger: LedgerResource,
+    governance: GovernanceResource,
     embedding_model: EmbeddingModelResource,
 ) -> dg.SensorResult | dg.SkipReason:
     from ...governance.landing import plan_batches
 
-    led = ledger.get_ledger()
+    gov = governance.context()
+    led = gov.ledger
     scan = plan_batches(
-        landing.landing, decode_cursor(context.cursor), now_ns=time.time_ns(), settle_seconds=landing.settle_seconds,
+        gov.landing_dir, decode_cursor(context.cursor), now_ns=time.time_ns(), settle_seconds=gov.landing_settle_seconds,
         already_batched=led.already_batched,
     )
     if not scan.batches and not scan.existing_batches:

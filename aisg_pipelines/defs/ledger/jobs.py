@@ -8,7 +8,7 @@ certificate, compliance report and 7-year prune, by the code that makes them.
 import dagster as dg
 
 from ..retry import aisg_retry
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
+from ..resources import GovernanceResource
 
 
 @dg.op(
@@ -21,16 +21,13 @@ from ..resources import GovernancePathsResource, LandingZoneResource, LanceStore
 @aisg_retry
 def sign_ledger_checkpoint(
     context: dg.OpExecutionContext,
-    lance: LanceStoreResource,
-    ledger: LedgerResource,
-    landing: LandingZoneResource,
-    paths: GovernancePathsResource,
+    governance: GovernanceResource,
 ) -> dg.Output[dict]:
     from ...governance.checkpoints import write_checkpoint
     from ...governance.reports import update_ledger_gauges
 
-    s = settings_from_resources(lance, ledger, landing, paths)
-    led = ledger.get_ledger()
+    s = governance.context()
+    led = s.ledger
     c = write_checkpoint(s, led, reason="hourly", skip_unchanged=True)
     try:
         prom = str(update_ledger_gauges(s, ledger=led))  # only the aisg_ledger_* gauges: cheap enough for hourly

@@ -15,7 +15,7 @@ import os
 
 import dagster as dg
 
-from ..resources import LedgerResource
+from ..resources import GovernanceResource
 
 INTERVAL = int(os.environ.get("AISG_ALERT_SENSOR_INTERVAL_SECONDS") or 30)
 _BATCH = 500
@@ -27,7 +27,7 @@ _BATCH = 500
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Posts one alert per failed run (any job of this code location) to AISG_ALERT_WEBHOOK_URL and records it in the ledger.",
 )
-def alert_on_run_failure(context: dg.RunFailureSensorContext, ledger: LedgerResource):
+def alert_on_run_failure(context: dg.RunFailureSensorContext, governance: GovernanceResource):
     from ...governance.alerts import Alert, send_alert, ui_link
 
     run = context.dagster_run
@@ -40,7 +40,7 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, ledger: LedgerReso
     link = ui_link(f"runs/{run.run_id}")
     if link:
         fields["link"] = link
-    sent = send_alert(ledger.get_ledger(), Alert(
+    sent = send_alert(governance.context().ledger, Alert(
         incident=f"run_failure:{run.run_id}", kind="run_failure", severity="error",
         title=f"Dagster run of {run.job_name} failed", text=message[:1500] or "the run failed", fields=fields,
     ))
@@ -109,7 +109,7 @@ def plan_check_alerts(evaluations: list[dict], state: dict) -> tuple[list[dict],
     description="Posts one alert per failing asset check (erasure SLA, retention, orphans, ledger chain, report freshness, "
     "data quality) to AISG_ALERT_WEBHOOK_URL when it turns red; nothing more while it stays red.",
 )
-def alert_on_check_failure(context: dg.SensorEvaluationContext, ledger: LedgerResource):
+def alert_on_check_failure(context: dg.SensorEvaluationContext, governance: GovernanceResource):
     from ...governance.alerts import Alert, send_alert, ui_link
 
     state = json.loads(context.cursor) if context.cursor else {}
@@ -117,7 +117,7 @@ def alert_on_check_failure(context: dg.SensorEvaluationContext, ledger: LedgerRe
     if not evaluations:
         return dg.SkipReason("no new asset-check evaluations")
     todo, new_state = plan_check_alerts(evaluations, state)
-    led = ledger.get_ledger()
+    led = governance.context().ledger
     alerted = set(new_state["alerted"])
     for inc in todo:
         md = {k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v))[:200] for k, v in inc["metadata"].items()}

@@ -15,7 +15,7 @@ import time
 
 import dagster as dg
 
-from ..resources import LedgerResource
+from ..resources import GovernanceResource
 
 audit_ledger = dg.AssetSpec(
     "audit_ledger",
@@ -36,8 +36,8 @@ FRESHNESS_DAYS = {"compliance_report_weekly": 8.0, "compliance_report_monthly": 
     name="ledger_chain_intact",
     description="The audit ledger's hash chain verifies from its anchor (genesis or the newest checkpoint): no event edited, deleted, inserted or reordered.",
 )
-def ledger_chain_intact(ledger: LedgerResource) -> dg.AssetCheckResult:
-    v = ledger.get_ledger().verify_chain()
+def ledger_chain_intact(governance: GovernanceResource) -> dg.AssetCheckResult:
+    v = governance.context().ledger.verify_chain()
     return dg.AssetCheckResult(
         passed=v.ok, severity=dg.AssetCheckSeverity.ERROR,
         description=None if v.ok else "; ".join(v.problems[:5]),

@@ -11,7 +11,7 @@ import os
 
 import dagster as dg
 
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
+from ..resources import GovernanceResource
 
 INTERVAL = int(os.environ.get("AISG_METRICS_INTERVAL_SECONDS") or 300)
 
@@ -32,13 +32,12 @@ def last_success_by_job(instance: dg.DagsterInstance, job_names) -> dict[str, fl
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Rewrites the Prometheus textfiles (aisg_governance.prom, aisg_operations.prom) every 5 minutes; launches no run.",
 )
-def prometheus_textfile_refresh(context: dg.SensorEvaluationContext, lance: LanceStoreResource, ledger: LedgerResource,
-                                landing: LandingZoneResource, paths: GovernancePathsResource):
+def prometheus_textfile_refresh(context: dg.SensorEvaluationContext, governance: GovernanceResource):
     from ...governance.metrics import write_textfile
     from ...governance.reports import write_prometheus_textfile
 
-    s = settings_from_resources(lance, ledger, landing, paths)
-    led = ledger.get_ledger()
+    s = governance.context()
+    led = s.ledger
     gov = write_prometheus_textfile(s, ledger=led)
     ops = write_textfile(s, ledger=led, last_success=last_success_by_job(context.instance, context.repository_def.job_names))
     return dg.SkipReason(f"wrote {gov} and {ops}")

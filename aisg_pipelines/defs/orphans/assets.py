@@ -2,13 +2,12 @@
 zone and the ingest_batches partitions. The logic is in governance/orphans.py."""
 
 import json
-from pathlib import Path
 
 import dagster as dg
 
 from ..retry import aisg_retry
 from ..metadata import md_table
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource
+from ..resources import GovernanceResource
 
 INGEST_BATCHES = "ingest_batches"
 CHECK_NAME = "no_cleanable_orphans"
@@ -18,26 +17,12 @@ class OrphanReportConfig(dg.Config):
     landing_grace_seconds: float = 3600.0  # landing files younger than this are pending, not orphans
 
 
-def build_scope(lance: LanceStoreResource, ledger: LedgerResource, landing: LandingZoneResource, paths: GovernancePathsResource, grace: float):
-    from types import SimpleNamespace
-
+def build_scope(governance: GovernanceResource, grace: float):
+    """(ledger, OrphanScope) of the run's runtime context."""
     from ...governance.orphans import OrphanScope
-    from ...governance.versions import VersionRegistry
 
-    led = ledger.get_ledger()
-    active = VersionRegistry(led).active()
-    secrets_dir = Path(paths.secrets_dir)
-
-    def salt() -> bytes:
-        from ...governance.secrets import load_or_create_salt
-
-        return load_or_create_salt(SimpleNamespace(secrets_dir=secrets_dir))
-
-    return led, OrphanScope(
-        store=lance.get_store(), landing_dir=landing.landing, quarantine_dir=landing.quarantine,
-        exports_dir=Path(paths.exports_dir), active_version=active.name if active else None,
-        denylisted_hashes=led.denylisted_subject_hashes(), salt_loader=salt, grace_seconds=grace,
-    )
+    gov = governance.context()
+    return gov.ledger, OrphanScope.from_settings(gov, grace_seconds=grace)
 
 
 class DagsterPartitions:
@@ -102,14 +87,11 @@ def report_metadata(report, csv_path) -> dict:
 def orphan_report(
     context: dg.AssetExecutionContext,
     config: OrphanReportConfig,
-    lance: LanceStoreResource,
-    ledger: LedgerResource,
-    landing: LandingZoneResource,
-    paths: GovernancePathsResource,
+    governance: GovernanceResource,
 ) -> dg.MaterializeResult:
     from ...governance.orphans import CLEANABLE, audit_report, detect_orphans
 
-    led, scope = build_scope(lance, ledger, landing, paths, config.landing_grace_seconds)
+    led, scope = build_scope(governance, config.landing_grace_seconds)
     report = detect_orphans(scope, DagsterPartitions(context.instance).keys())
     csv_path = report.write_csv(scope.exports_dir)
     audit_report(led, report, csv_path)
@@ -144,14 +126,11 @@ class OrphanCleanupConfig(dg.Config):
 def clean_orphans(
     context: dg.OpExecutionContext,
     config: OrphanCleanupConfig,
-    lance: LanceStoreResource,
-    ledger: LedgerResource,
-    landing: LandingZoneResource,
-    paths: GovernancePathsResource,
+    governance: GovernanceResource,
 ) -> dg.Output[dict]:
     from ...governance.orphans import detect_orphans
 
-    led, scope = build_scope(lance, ledger, landing, paths, config.landing_grace_seconds)
+    led, scope = build_scope(governance, config.landing_grace_seconds)
     parts = DagsterPartitions(context.instance)
     report = detect_orphans(scope, parts.keys())
     csv_path = report.write_csv(scope.exports_dir)

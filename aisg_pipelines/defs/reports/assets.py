@@ -13,7 +13,7 @@ import dagster as dg
 
 from ...governance.periods import report_timezone
 from ..retry import aisg_retry
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
+from ..resources import GovernanceResource
 
 REPORT_TIMEZONE = report_timezone()
 
@@ -74,7 +74,7 @@ def all_check_keys(context: dg.AssetExecutionContext):
         return _code_location.get_repository_def().asset_graph.asset_check_keys
 
 
-def _materialize(context: dg.AssetExecutionContext, kind: str, lance, ledger, landing, paths) -> dg.MaterializeResult:
+def _materialize(context: dg.AssetExecutionContext, kind: str, governance: GovernanceResource) -> dg.MaterializeResult:
     from ...governance.report_render import summary_markdown
     from ...governance.reports import Period, build_report, period_for_partition
 
@@ -83,7 +83,7 @@ def _materialize(context: dg.AssetExecutionContext, kind: str, lance, ledger, la
     # The partition window is the source of truth for the boundaries (same timezone).
     period = Period(kind, base.label, window.start, window.end, REPORT_TIMEZONE)
     checks = asset_check_results(context.instance, all_check_keys(context), since_ts=window.start.timestamp())
-    settings = settings_from_resources(lance, ledger, landing, paths)
+    settings = governance.context()
     res = build_report(settings, period, check_results=checks)
     s = res.summary
     k = res.key_figures
@@ -128,12 +128,9 @@ _DESCRIPTION = (
 @aisg_retry
 def compliance_report_weekly(
     context: dg.AssetExecutionContext,
-    lance: LanceStoreResource,
-    ledger: LedgerResource,
-    landing: LandingZoneResource,
-    paths: GovernancePathsResource,
+    governance: GovernanceResource,
 ) -> dg.MaterializeResult:
-    return _materialize(context, "week", lance, ledger, landing, paths)
+    return _materialize(context, "week", governance)
 
 
 @dg.asset(
@@ -146,12 +143,9 @@ def compliance_report_weekly(
 @aisg_retry
 def compliance_report_monthly(
     context: dg.AssetExecutionContext,
-    lance: LanceStoreResource,
-    ledger: LedgerResource,
-    landing: LandingZoneResource,
-    paths: GovernancePathsResource,
+    governance: GovernanceResource,
 ) -> dg.MaterializeResult:
-    return _materialize(context, "month", lance, ledger, landing, paths)
+    return _materialize(context, "month", governance)
 
 
 compliance_report_weekly_job = dg.define_asset_job(

@@ -6,27 +6,22 @@ import dagster as dg
 
 from ..retry import aisg_retry
 from ..metadata import md_table
-from ..resources import (
-    GovernancePathsResource,
-    LandingZoneResource,
-    LanceStoreResource,
-    LedgerResource,
-    PiiScrubberResource,
-    settings_from_resources,
-)
+from ..resources import GovernanceResource, PiiScrubberResource
 from .partitions import metric_days, system_log_days
 
 CATEGORY_ORDER = ("user_content", "system_logs", "metrics", "audit_ledger", "retired_embed_versions")
 
 
-def _telemetry(context: dg.AssetExecutionContext, kind: str, lance, landing, paths, pii) -> dg.MaterializeResult:
+def _telemetry(context: dg.AssetExecutionContext, kind: str, governance: GovernanceResource, pii) -> dg.MaterializeResult:
     from pathlib import Path
 
     from ...governance.telemetry import KINDS, ingest_days
 
-    directory = Path(paths.logs_dir if kind == "system_logs" else paths.metrics_dir)
+    gov = governance.context()
+    directory = Path(gov.logs_dir if kind == "system_logs" else gov.metrics_dir)
+    quarantine = Path(gov.quarantine_dir)
     days = list(context.partition_keys)
-    results = ingest_days(lance.get_store(), kind, directory, landing.quarantine, days, scrubber=pii.get_scrubber())
+    results = ingest_days(gov.store, kind, directory, quarantine, days, scrubber=pii.get_scrubber())
     rows = sum(r.rows for r in results)
     malformed = sum(r.malformed for r in results)
     by_reason: dict[str, int] = {}
@@ -34,7 +29,7 @@ def _telemetry(context: dg.AssetExecutionContext, kind: str, lance, landing, pat
         for k, v in r.malformed_by_reason.items():
             by_reason[k] = by_reason.get(k, 0) + v
     if malformed:
-        context.log.warning(f"{malformed} malformed {kind} lines quarantined under {landing.quarantine / 'telemetry' / kind}")
+        context.log.warning(f"{malformed} malformed {kind} lines quarantined under {quarantine / 'telemetry' / kind}")
     table = md_table(["day", "files", "rows", "malformed"], [(r.day, r.files, r.rows, r.malformed) for r in results[:60]])
     return dg.MaterializeResult(
         metadata={
@@ -62,9 +57,8 @@ def _telemetry(context: dg.AssetExecutionContext, kind: str, lance, landing, pat
     tags={"aisg/area": "retention"},
 )
 @aisg_retry
-def system_logs(context: dg.AssetExecutionContext, lance: LanceStoreResource, landing: LandingZoneResource, paths: GovernancePathsResource,
-                pii: PiiScrubberResource) -> dg.MaterializeResult:
-    return _telemetry(context, "system_logs", lance, landing, paths, pii)
+def system_logs(context: dg.AssetExecutionContext, governance: GovernanceResource, pii: PiiScrubberResource) -> dg.MaterializeResult:
+    return _telemetry(context, "system_logs", governance, pii)
 
 
 @dg.asset(
@@ -80,9 +74,8 @@ def system_logs(context: dg.AssetExecutionContext, lance: LanceStoreResource, la
     tags={"aisg/area": "retention"},
 )
 @aisg_retry
-def metrics(context: dg.AssetExecutionContext, lance: LanceStoreResource, landing: LandingZoneResource, paths: GovernancePathsResource,
-            pii: PiiScrubberResource) -> dg.MaterializeResult:
-    return _telemetry(context, "metrics", lance, landing, paths, pii)
+def metrics(context: dg.AssetExecutionContext, governance: GovernanceResource, pii: PiiScrubberResource) -> dg.MaterializeResult:
+    return _telemetry(context, "metrics", governance, pii)
 
 
 class RetentionConfig(dg.Config):
@@ -113,20 +106,17 @@ def parse_as_of(value: str) -> datetime:
 def retention_report(
     context: dg.AssetExecutionContext,
     config: RetentionConfig,
-    lance: LanceStoreResource,
-    ledger: LedgerResource,
-    landing: LandingZoneResource,
-    paths: GovernancePathsResource,
+    governance: GovernanceResource,
 ) -> dg.MaterializeResult:
     from ...governance.retention import PARTITIONS, load_policies, run_retention
 
-    settings = settings_from_resources(lance, ledger, landing, paths)
+    settings = governance.context()
     policies = load_policies(config.policy_file or None)
     instance = context.instance
     known = {name: list(instance.get_dynamic_partitions(name)) for name in PARTITIONS.values()}
     res = run_retention(settings, now=parse_as_of(config.as_of), dry_run=config.dry_run, policies=policies, known_partitions=known)
     removed: dict[str, int] = {}
-    led = ledger.get_ledger()
+    led = settings.ledger
     if not config.dry_run:
         for name, keys in res.partitions_emptied.items():
             live = set(known.get(name, []))

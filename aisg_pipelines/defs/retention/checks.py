@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ..resources import GovernancePathsResource, LandingZoneResource, LanceStoreResource, LedgerResource, settings_from_resources
+from ..resources import GovernanceResource
 from .assets import CATEGORY_ORDER, parse_as_of, retention_report
 
 
@@ -12,14 +12,14 @@ def _make_check(category: str):
         name=f"{category}_within_retention",
         description=f"Nothing in category {category} is older than its retention period unless under legal hold (as of the last run's as_of).",
     )
-    def _check(context: dg.AssetCheckExecutionContext, lance: LanceStoreResource, ledger: LedgerResource, landing: LandingZoneResource, paths: GovernancePathsResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, governance: GovernanceResource) -> dg.AssetCheckResult:
         from ...governance.retention import load_policies, overdue_report
 
         ev = context.instance.get_latest_materialization_event(retention_report.key)
         meta = ev.asset_materialization.metadata if ev and ev.asset_materialization else {}
         as_of = parse_as_of(meta["as_of"].value if "as_of" in meta else "")
         policy_file = meta["policy_file"].value if "policy_file" in meta else None
-        r = overdue_report(settings_from_resources(lance, ledger, landing, paths), category, now=as_of, policies=load_policies(policy_file))
+        r = overdue_report(governance.context(), category, now=as_of, policies=load_policies(policy_file))
         return dg.AssetCheckResult(
             passed=r.overdue == 0,
             severity=dg.AssetCheckSeverity.ERROR,

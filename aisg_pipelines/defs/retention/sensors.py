@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from ..resources import GovernancePathsResource
+from ..resources import GovernanceResource
 from .partitions import BY_KIND
 
 ingest_system_logs_job = dg.define_asset_job(
@@ -42,8 +42,9 @@ retention_daily = dg.ScheduleDefinition(
 )
 
 
-def plan_telemetry_requests(instance: dg.DagsterInstance, paths: GovernancePathsResource, cursor: dict) -> tuple[list[dg.RunRequest], dict]:
-    """Days whose files changed since the cursor: add their keys, one run per kind (a key range if several)."""
+def plan_telemetry_requests(instance: dg.DagsterInstance, paths, cursor: dict) -> tuple[list[dg.RunRequest], dict]:
+    """Days whose files changed since the cursor: add their keys, one run per kind (a key range if several).
+    `paths`: anything with logs_dir and metrics_dir (the runtime context)."""
     from pathlib import Path
 
     from ...governance.ids import sha256_hex
@@ -83,9 +84,9 @@ def plan_telemetry_requests(instance: dg.DagsterInstance, paths: GovernancePaths
         "partition (system_log_days / metric_days) and is (re-)ingested; several days go in one single-run backfill."
     ),
 )
-def telemetry_sensor(context: dg.SensorEvaluationContext, paths: GovernancePathsResource):
+def telemetry_sensor(context: dg.SensorEvaluationContext, governance: GovernanceResource):
     cursor = json.loads(context.cursor) if context.cursor else {}
-    requests, new_cursor = plan_telemetry_requests(context.instance, paths, cursor)
+    requests, new_cursor = plan_telemetry_requests(context.instance, governance.to_settings(), cursor)
     if not requests:
         return dg.SkipReason("no new or changed log/metric days")
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cursor, sort_keys=True))
