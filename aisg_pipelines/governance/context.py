@@ -3,17 +3,20 @@ governance action needs: the settings, the store and the ledger (each opened onc
 use, then reused), the subject-hash salt and the signing-key paths.
 
 Plain Python (no Dagster). `Governance.from_env()` is where a deployment's configuration is
-read (`Settings.from_env`, the signing-key variables); the Dagster resource
+read (`Settings.from_env`; the signing-key variables are read at use, in one place:
+`secrets.signing_key_path/public_key_path`); the Dagster resource
 (`defs/resources.GovernanceResource`) and the CLI build one, and the governance modules take
 it, or the store and ledger it holds. Functions that take `settings` also accept a
 `Governance` (it answers every `Settings` attribute), and `as_governance(x)` turns either into
 a context, so a test's plain `Settings` still works.
 
-Process-level knobs read when the code location loads (sensor and alert intervals, the report
-timezone, the run executor) and tuning knobs of one module (AISG_PURGE_UNVERIFIED_GRACE_SECONDS,
-AISG_READER_REFRESH_SECONDS, AISG_RETRY_DELAYS_SECONDS, AISG_MODEL_CACHE_DIR,
-AISG_EMBED_VERSIONS_FILE, AISG_INBOX_HMAC_KEY_FILE, the alert webhook) stay where they are
-used: they are documented in `settings.ENV_VARS`, and none of them names a store.
+Process-level knobs stay where they are used and are listed in `settings.ENV_VARS`: those read
+when the code location loads (sensor, alert and metrics intervals, AISG_MAX_BATCHES_PER_RUN,
+the report timezone, the run executor), and per-module tuning or outside-service knobs read at
+use (AISG_PURGE_UNVERIFIED_GRACE_SECONDS, AISG_READER_REFRESH_SECONDS, AISG_RETRY_DELAYS_SECONDS,
+AISG_MODEL_CACHE_DIR, AISG_EMBED_VERSIONS_FILE, AISG_INBOX_HMAC_KEY_FILE,
+AISG_LEDGER_CHECKPOINT_DIR, AISG_PROMETHEUS_TEXTFILE, the alert webhook and UI URL; Dagster's
+own DAGSTER_HOME). None of them names a store or the ledger.
 """
 
 from __future__ import annotations

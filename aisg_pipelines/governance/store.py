@@ -521,8 +521,3 @@ def dir_size(path: Path | str | None) -> int | None:
 
 def json_counts(counts: dict[str, int]) -> str:
     return json.dumps(counts, sort_keys=True)
-
-
-def env_storage_options() -> dict[str, str]:
-    raw = os.environ.get("AISG_LANCEDB_STORAGE_OPTIONS")
-    return json.loads(raw) if raw else {}
