@@ -279,9 +279,11 @@ def byte_scan(settings, store: LanceStore, targets: dict[str, str], manifests: d
 
     lock = threading.Lock()
 
-    def scan_buffer(location: str, buf) -> None:
+    def scan_buffer(location: str, buf, seen: int = 0) -> None:
         for i, off in scanner.find(buf):
             p = pats[i]
+            if off + len(p) <= seen:  # whole in the overlap: found in the previous window of a stream
+                continue
             for rid, kind, subj in owners[p]:
                 if kind == "subject_id":
                     if not _explained_id(buf, off, subj, ctx.superstrings.get(subj, ())):
@@ -338,7 +340,8 @@ def byte_scan(settings, store: LanceStore, targets: dict[str, str], manifests: d
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         list(pool.map(scan_file, jobs))
     if store.objects is not None:  # LanceDB on object storage: every object version under the prefix
-        rep.roots.append(_scan_object_store(store, rep, scan_buffer, lock, check_subject_column))
+        rep.roots.append(_scan_object_store(store, rep, scan_buffer, lock, check_subject_column,
+                                            overlap=max(map(len, pats), default=1) - 1))
     # the identifier in structured fields of files: uploads whose sidecar names the subject,
     # lines whose subject field does (what discovery matches, run again after the deletion)
     leftover = {rid: Manifest() for rid in set(targets.values())}
@@ -379,35 +382,19 @@ def _explained_id(buf, off: int, target: str, supers: Iterable[str]) -> bool:
         mv.release()
 
 
-def _scan_object_store(store: LanceStore, rep: ScanReport, scan_buffer, lock, check_subject_column) -> str:
+def _scan_object_store(store: LanceStore, rep: ScanReport, scan_buffer, lock, check_subject_column, *, overlap: int) -> str:
     """Read every version of every object under the store's prefix: current objects and, on a
     versioned bucket, the noncurrent versions a purge's cleanup left (list_objects_v2 does not
-    show them, their bytes are intact). Raw bytes are scanned; .lance files are also decoded.
-    Returns the root's label, s3://bucket/prefix."""
-    import tempfile
-    from concurrent.futures import ThreadPoolExecutor
-
+    show them, their bytes are intact). Streamed in ranged GETs with `overlap` (longest needle
+    - 1) bytes carried over, never a whole object in memory (`S3Objects.scan_versions`); .lance
+    files are also spooled to a temporary file and decoded. Returns the root's label, s3://bucket/prefix."""
     objs = store.objects
-    versions = [v for v in objs.list_versions() if not v.delete_marker]
-
-    def scan_version(v) -> None:
-        rel = objs.rel(v.key)
-        loc = f"lancedb/{rel}" if v.is_latest else f"lancedb/{rel}?versionId={v.version_id}"
-        data = objs.read(v.key, v.version_id)
-        with lock:
-            rep.files_scanned += 1
-            rep.bytes_scanned += len(data)
-        if not data:
-            return
-        scan_buffer(loc, data)
-        if rel.endswith(".lance"):
-            with tempfile.TemporaryDirectory() as td:
-                tmp = Path(td) / Path(rel).name
-                tmp.write_bytes(data)
-                _scan_lance_decoded(tmp, loc, rep, scan_buffer, lock, check_subject_column)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:  # network-bound
-        list(pool.map(scan_version, versions))
+    totals = objs.scan_versions(
+        scan_buffer, overlap=overlap, label_prefix="lancedb/",
+        on_spooled=lambda path, loc: _scan_lance_decoded(path, loc, rep, scan_buffer, lock, check_subject_column))
+    with lock:
+        rep.files_scanned += totals["files"]
+        rep.bytes_scanned += totals["bytes"]
     return f"lancedb=s3://{objs.bucket}/{objs.prefix}"
 
 

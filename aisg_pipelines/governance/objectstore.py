@@ -24,6 +24,9 @@ from typing import Any
 
 S3_SCHEMES = ("s3://", "s3a://")
 
+# Ranged GET size of the byte scan: memory per object scanned stays ~ this + the longest needle.
+SCAN_CHUNK_BYTES = 8 << 20
+
 
 def parse_s3_uri(uri: str) -> tuple[str, str] | None:
     """(bucket, prefix without slashes) of an s3:// URI, else None."""
@@ -46,7 +49,7 @@ class ObjectVersion:
 
 
 class S3Objects:
-    def __init__(self, uri: str, storage_options: dict[str, str] | None = None):
+    def __init__(self, uri: str, storage_options: dict[str, str] | None = None, *, scan_chunk_bytes: int | None = None):
         parsed = parse_s3_uri(uri)
         if parsed is None:
             raise ValueError(f"not an s3:// URI: {uri}")
@@ -54,6 +57,8 @@ class S3Objects:
         self.bucket, self.prefix = parsed
         self.options = dict(storage_options or {})
         self._client = None
+        # bytes per ranged GET of the streaming byte scan (`iter_windows`)
+        self.scan_chunk_bytes = int(scan_chunk_bytes or SCAN_CHUNK_BYTES)
 
     # -- connection ---------------------------------------------------------------------
     @property
@@ -114,9 +119,86 @@ class S3Objects:
             for o in page.get("DeleteMarkers", []):
                 yield ObjectVersion(o["Key"], o.get("VersionId"), 0, bool(o.get("IsLatest")), o.get("LastModified"), delete_marker=True)
 
-    def read(self, key: str, version_id: str | None = None) -> bytes:
-        kw = {"VersionId": version_id} if version_id and version_id != "null" else {}
+    def read(self, key: str, version_id: str | None = None, byte_range: tuple[int, int] | None = None) -> bytes:
+        """The object's bytes, or bytes [start, end) of it (a ranged GET)."""
+        kw: dict[str, Any] = {"VersionId": version_id} if version_id and version_id != "null" else {}
+        if byte_range is not None:
+            kw["Range"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
         return self.client.get_object(Bucket=self.bucket, Key=key, **kw)["Body"].read()
+
+    def iter_windows(self, key: str, version_id: str | None = None, *, size: int, overlap: int = 0,
+                     chunk_bytes: int | None = None) -> Iterator[tuple[bytes, int]]:
+        """Stream one object version as overlapping windows, for a byte scan that never holds a
+        whole object: each window is the last `overlap` bytes of the previous one followed by
+        the next ranged GET of `chunk_bytes` (default `scan_chunk_bytes`, 8 MiB).
+
+        Yields (window, seen): the window's first `seen` bytes were already in the previous
+        window. With overlap = longest needle - 1, every occurrence of a needle lies whole in
+        some window, also across a chunk boundary; an occurrence lying whole within the first
+        `seen` bytes was reported with the previous window (skip it: no double counts)."""
+        step = max(1, int(chunk_bytes or self.scan_chunk_bytes))
+        overlap = max(0, int(overlap))
+        tail = b""
+        for start in range(0, size, step):
+            part = self.read(key, version_id, (start, min(size, start + step)))
+            window = tail + part if tail else part
+            yield window, len(tail)
+            tail = window[-overlap:] if overlap else b""
+
+    def find(self, key: str, version_id: str | None = None, *, size: int, find, needle_lengths, chunk_bytes: int | None = None) -> Iterator[tuple[int, int]]:
+        """(needle index, offset in the object) of every occurrence in one object version, streamed
+        (`iter_windows`, overlap = longest needle - 1): `find(buf)` yields (needle index, offset
+        in buf), e.g. `PatternScanner.find`; `needle_lengths[i]` is needle i's length."""
+        overlap = max(needle_lengths, default=1) - 1
+        new_at = 0  # offset in the object of the window's new part (after the `seen` bytes)
+        for window, seen in self.iter_windows(key, version_id, size=size, overlap=overlap, chunk_bytes=chunk_bytes):
+            for i, off in find(window):
+                if off + needle_lengths[i] > seen:  # not whole in the part the previous window had
+                    yield i, new_at - seen + off
+            new_at += len(window) - seen
+
+    def scan_versions(self, scan, *, overlap: int, spool_suffix: str = ".lance", on_spooled=None, label_prefix: str = "",
+                      chunk_bytes: int | None = None, workers: int = 4) -> dict[str, int]:
+        """Stream every object version under the prefix (current objects, noncurrent versions;
+        delete markers have no bytes) through `scan(location, window, seen)` (`iter_windows`):
+        no object is ever held whole in memory. Objects whose key ends with `spool_suffix` are
+        also written to a temporary file part by part and handed to `on_spooled(path, location)`
+        (Lance files, decoded column by column from disk). Locations are `label_prefix + key
+        relative to the store`, with `?versionId=...` for noncurrent versions.
+        Returns {"files": versions read, "bytes": bytes read (the overlap counted once)}."""
+        import tempfile
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+        from pathlib import Path
+
+        versions = [v for v in self.list_versions() if not v.delete_marker]
+        lock = threading.Lock()
+        totals = {"files": 0, "bytes": 0}
+
+        def one(v: ObjectVersion) -> None:
+            rel = self.rel(v.key)
+            loc = label_prefix + (rel if v.is_latest else f"{rel}?versionId={v.version_id}")
+            with lock:
+                totals["files"] += 1
+                totals["bytes"] += v.size
+            if not v.size:
+                return
+            windows = self.iter_windows(v.key, v.version_id, size=v.size, overlap=overlap, chunk_bytes=chunk_bytes)
+            if on_spooled is None or not rel.endswith(spool_suffix):
+                for window, seen in windows:
+                    scan(loc, window, seen)
+                return
+            with tempfile.TemporaryDirectory() as td:
+                path = Path(td) / Path(rel).name
+                with open(path, "wb") as fh:
+                    for window, seen in windows:
+                        scan(loc, window, seen)
+                        fh.write(memoryview(window)[seen:])
+                on_spooled(path, loc)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # network-bound
+            list(pool.map(one, versions))
+        return totals
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
