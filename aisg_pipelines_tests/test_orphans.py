@@ -294,7 +294,7 @@ def test_dagster_asset_check_and_job(populated_settings, code_location_env):
         md2 = res2.asset_materializations_for_node("orphan_report")[0].metadata
         assert all(md2[f"orphans/{k}"].value == 0 for k in O.CLEANABLE)
     # no fixed time that could fall inside the 03:30 retention purge: it runs after retention succeeds
-    after = defs.get_sensor_def("orphan_report_after_retention")
+    after = defs.resolve_sensor_def("orphan_report_after_retention")
     assert after.job_name == "orphan_report_job" and "orphan_report_daily" not in {s.name for s in defs.get_repository_def().schedule_defs}
 
 

@@ -35,8 +35,8 @@ def test_reindex_all_and_rollback_jobs(populated_settings, code_location_env):
     reg = VersionRegistry(ledger)
     n = store.count(CHUNKS)
     batches = sorted(set(store.scan(CHUNKS, ["batch_id"])["batch_id"].to_pylist()))
-    job = defs.get_job_def("reindex_all")
-    assert job.tags["aisg/job"] == "reindex" and defs.get_job_def("rollback_embed_version").tags["aisg/job"] == "reindex"
+    job = defs.resolve_job_def("reindex_all")
+    assert job.tags["aisg/job"] == "reindex" and defs.resolve_job_def("rollback_embed_version").tags["aisg/job"] == "reindex"
 
     with dg.instance_for_test() as instance:
         # A hand-launched partition of the backfill (as from the UI) for v2, declared in embed_versions.yaml
@@ -46,7 +46,7 @@ def test_reindex_all_and_rollback_jobs(populated_settings, code_location_env):
         register_version(reg, resolve_spec("v2"), lambda name: instance.add_dynamic_partitions("embed_versions", [name]))
         instance.add_dynamic_partitions("ingest_batches", batches)
         first = store.count(CHUNKS, f"batch_id = '{batches[0]}'")
-        hand = defs.get_job_def("embed_batch").execute_in_process(instance=instance, partition_key=str(embeddings_key("v2", batches[0])))
+        hand = defs.resolve_job_def("embed_batch").execute_in_process(instance=instance, partition_key=str(embeddings_key("v2", batches[0])))
         assert hand.success and store.count("embeddings_v2") == first and reg.active().name == "v1"
 
         res = job.execute_in_process(instance=instance, run_config=_cfg(version="v2", retrieval_sample=10))
@@ -62,7 +62,7 @@ def test_reindex_all_and_rollback_jobs(populated_settings, code_location_env):
         logs = " ".join(e.message for e in instance.all_logs(res.run_id) if e.user_message)
         assert "chunks/s" in logs and "ETA" in logs
 
-        rb = defs.get_job_def("rollback_embed_version").execute_in_process(instance=instance)
+        rb = defs.resolve_job_def("rollback_embed_version").execute_in_process(instance=instance)
         assert rb.success and rb.output_for_node("rollback_embed_version_op") == {"version": "v1", "previous": "v2", "embedded": 0}
         assert reg.active().name == "v1" and store.count("embeddings_v2") == n
 
