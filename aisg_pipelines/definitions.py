@@ -39,11 +39,12 @@ def build_defs() -> dg.Definitions:
 
 
 def _run_executor() -> dg.ExecutorDefinition | None:
-    """AISG_RUN_EXECUTOR=in_process (deploy/: one process per run, heavy imports paid once,
-    partitions are the unit of parallelism); unset keeps Dagster's default (a process per step)."""
+    """in_process by default, locally as in deploy/: one process per run, the model, presidio and
+    GX loaded once and shared by every step; runs (partition ranges) are the unit of parallelism.
+    AISG_RUN_EXECUTOR=multiprocess gives Dagster's own default, a process per step."""
     import os
 
-    return dg.in_process_executor if os.environ.get("AISG_RUN_EXECUTOR") == "in_process" else None
+    return None if os.environ.get("AISG_RUN_EXECUTOR") == "multiprocess" else dg.in_process_executor
 
 
 defs = build_defs()

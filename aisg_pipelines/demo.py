@@ -56,7 +56,7 @@ def step_ingest(ctx: DemoContext) -> None:
         ctx.manifest = json.loads((s.data_dir / "sample_manifest.json").read_text())
     t0 = time.perf_counter()
     res = ingest_pending(ctx.defs, ctx.instance)
-    print(f"runs: {res['batches']} ingest, {res['embedded']} embed, {res['failed']} failed ({time.perf_counter() - t0:.1f}s)")
+    print(f"runs: {res['runs']} ingest ({res['batches']} batches), {res['embedded']} embed, {res['failed']} failed ({time.perf_counter() - t0:.1f}s)")
     if res["failed"]:
         raise SystemExit(f"demo: {res['failed']} runs failed: {res['failed_runs']}; see `make dev` -> Runs")
 

@@ -41,11 +41,13 @@ def open_instance(settings: Settings) -> dg.DagsterInstance:
 
 
 def ingest_pending(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict:
-    """One landing-sensor tick, then one embed-sensor tick, each run executed in-process."""
+    """One landing-sensor tick (one run over its batches, which embeds them too), then one
+    embed-sensor tick for whatever that run left unembedded, each run executed in-process."""
     ingest = tick_sensor(defs, instance, "landing_zone_sensor")
     embed = tick_sensor(defs, instance, "embed_new_batches_sensor")
     failed = [r.run_id for r in ingest.launched + embed.launched if not r.is_success]
-    return {"batches": len(ingest.launched), "embedded": len(embed.launched), "failed": len(failed), "failed_runs": failed}
+    batches = sum(len([b for b in r.tags.get("aisg/batches", "").split(",") if b]) for r in ingest.launched)
+    return {"batches": batches, "runs": len(ingest.launched), "embedded": len(embed.launched), "failed": len(failed), "failed_runs": failed}
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -35,9 +36,13 @@ def test_landing_sensor_cursor_and_run_keys(small_landing):
     s, manifest, instance = small_landing
     defs = fresh_defs()
     first = _evaluate(defs, instance, "landing_zone_sensor")
-    batches = sorted(r.partition_key for r in first.run_requests)
-    assert [r.run_key for r in sorted(first.run_requests, key=lambda r: r.partition_key)] == [f"ingest:{b}" for b in batches]
-    assert set(instance.get_dynamic_partitions("ingest_batches")) == set(batches)
+    # the batches of a tick go into one run over their partition range (run shape of issue 20)
+    (request,) = first.run_requests
+    batches = request.tags["aisg/batches"].split(",")
+    assert len(batches) > 1 and batches == instance.get_dynamic_partitions("ingest_batches")
+    digest = hashlib.sha256(",".join(batches).encode()).hexdigest()[:8]
+    assert request.run_key == f"ingest:{batches[0]}..{batches[-1]}:{digest}"
+    assert (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]) == (batches[0], batches[-1])
     assert instance.get_dynamic_partitions("embed_versions") == ["v1"]
     # every landed file is in exactly one batch manifest
     from aisg_pipelines.governance.ledger import Ledger
@@ -84,9 +89,15 @@ def test_sensor_runs_materialise_all_assets_with_checks(small_landing):
     s, manifest, instance = small_landing
     defs = fresh_defs()
     ingest = tick_sensor(defs, instance, "landing_zone_sensor")
-    assert ingest.launched and ingest.all_succeeded
+    assert len(ingest.launched) == 1 and ingest.all_succeeded  # one run for every batch of the tick
+    batches = instance.get_dynamic_partitions("ingest_batches")
+    assert len(batches) > 1
+    # the ingest run embedded its batches under the active version: the embed sensor has nothing to do
     embed = tick_sensor(defs, instance, "embed_new_batches_sensor")
-    assert len(embed.launched) == len(ingest.launched) and embed.all_succeeded
+    assert embed.launched == [] and "every ingested batch is embedded under v1" in embed.skip_reason
+    for key in ("documents", "chunks"):
+        assert sorted(instance.get_materialized_partitions(dg.AssetKey(key))) == sorted(batches)
+    assert sorted(instance.get_materialized_partitions(dg.AssetKey("embeddings"))) == sorted(f"{b}|v1" for b in batches)
 
     store = LanceStore(s.lancedb_uri)
     assert store.count(DOCUMENTS) == len(manifest["documents"])

@@ -15,7 +15,7 @@ def ingest() -> None:
     s = Governance.from_env()
     instance = open_instance(s)
     summary = ingest_pending(defs, instance)
-    click.echo(f"batches ingested: {summary['batches']}, runs failed: {summary['failed']}")
+    click.echo(f"batches ingested: {summary['batches']} in {summary['runs']} runs, runs failed: {summary['failed']}")
 
 
 # The commands this module adds to `aisg` (cli.py registers them with main.add_command).

@@ -15,6 +15,7 @@ number of delays is the number of retries.
 
 
 import functools
+import inspect
 import os
 
 import dagster as dg
@@ -67,27 +68,40 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def _retry_or_raise(exc: Exception, args, kwargs) -> None:
+    if isinstance(exc, (dg.RetryRequested, dg.Failure)) or not is_transient(exc):
+        raise exc
+    context = kwargs.get("context", args[0] if args else None)
+    delays = retry_delays()
+    n = getattr(context, "retry_number", 0) or 0
+    if n >= len(delays):
+        raise exc
+    if context is not None:
+        context.log.warning(
+            f"transient {type(exc).__name__}: {str(exc)[:300]}; retry {n + 1} of {len(delays)} in {delays[n]:g} s (AISG backoff)"
+        )
+    raise dg.RetryRequested(max_retries=len(delays), seconds_to_wait=delays[n]) from exc
+
+
 def aisg_retry(fn):
-    """Wrap an op or asset body with the AISG backoff (see the module docstring)."""
+    """Wrap an op or asset body with the AISG backoff (see the module docstring). A generator
+    body (an asset that yields its events as it goes) stays a generator."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:
+                _retry_or_raise(exc, args, kwargs)
+
+        return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (dg.RetryRequested, dg.Failure):
-            raise
         except Exception as exc:
-            if not is_transient(exc):
-                raise
-            context = kwargs.get("context", args[0] if args else None)
-            delays = retry_delays()
-            n = getattr(context, "retry_number", 0) or 0
-            if n >= len(delays):
-                raise
-            if context is not None:
-                context.log.warning(
-                    f"transient {type(exc).__name__}: {str(exc)[:300]}; retry {n + 1} of {len(delays)} in {delays[n]:g} s (AISG backoff)"
-                )
-            raise dg.RetryRequested(max_retries=len(delays), seconds_to_wait=delays[n]) from exc
+            _retry_or_raise(exc, args, kwargs)
 
     return wrapper
