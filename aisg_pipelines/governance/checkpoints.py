@@ -40,6 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from .events import ErasureCertified
 from .ledger import (
     GENESIS_HASH,
     PRUNE_ACTION,
@@ -430,9 +431,9 @@ def verify_ledger(settings, ledger: Ledger | None = None, *, public_key_path: Pa
             for r in conn.execute(sa.select(audit_events.c.seq, audit_events.c.event_hash, audit_events.c.action, audit_events.c.occurred_at))
         }
         certified = {}
-        for r in conn.execute(sa.select(audit_events.c.seq, audit_events.c.details).where(audit_events.c.action == "erasure.certified")):
-            d = json.loads(r.details)
-            certified[d.get("certificate_id")] = (r.seq, d)
+        for r in conn.execute(sa.select(audit_events.c.seq, audit_events.c.details).where(audit_events.c.action == ErasureCertified.ACTION)):
+            ev = ErasureCertified.from_payload(json.loads(r.details))
+            certified[ev.certificate_id] = (r.seq, ev)
         cp = _latest_checkpoint(conn)
         rows = conn.execute(sa.select(ledger_signed_checkpoints).order_by(ledger_signed_checkpoints.c.checkpoint_no)).all()
         certified_refs, statuses = _request_refs(conn)
@@ -606,7 +607,7 @@ def verify_ledger(settings, ledger: Ledger | None = None, *, public_key_path: Pa
                 tails.append((f"{what} (its erasure.certified event, after seq={anchor_seq})", max(anchor_seq, max_seq or 0) + 1))
             else:
                 findings.append(Finding(DELETED, f"{what}: its erasure.certified event is nowhere in the ledger"))
-        elif rec[1].get("certificate_sha256") != hashlib.sha256(raw).hexdigest():
+        elif rec[1].certificate_sha256 != hashlib.sha256(raw).hexdigest():
             findings.append(Finding(FORGED_CERTIFICATE, f"{path.name} is not the file certified by event seq={rec[0]} (its digest differs)"))
 
     # 5. compliance reports --------------------------------------------------------------------

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
+from . import events
 from .erasure_intake import SLA_DAYS, _update, _utc, certificates_dir, get_request
 from .ledger import Ledger, iso
 
@@ -78,10 +79,10 @@ def certify(settings, ledger: Ledger, request_id: str, *, clock: Callable[[], da
     (out_dir / f"{cid}.html").write_text(certs.render_html(cert), encoding="utf-8")
     pdf = certs.render_pdf(cert, out_dir / f"{cid}.pdf")
     with ledger.begin() as conn:
-        ev = ledger.append_event("erasure.certified", {"request_id": request_id, "certificate_id": cid,
-                                                        "certificate_sha256": hashlib.sha256(json_path.read_bytes()).hexdigest(),
-                                                        "anchored_to": v["ledger_event_hash"], "deadline_met": fields["deadline_met"]},
-                                 actor=actor, subject_hash=row["subject_hash"], conn=conn)
+        ev = events.record(ledger, events.ErasureCertified(
+            request_id=request_id, certificate_id=cid, certificate_sha256=hashlib.sha256(json_path.read_bytes()).hexdigest(),
+            anchored_to=v["ledger_event_hash"], deadline_met=fields["deadline_met"],
+        ), actor=actor, subject_hash=row["subject_hash"], conn=conn)
         ledger.add_to_denylist(row["subject_hash"], request_id, conn=conn)
         prog.setdefault("steps", {})["certified"] = iso(completed)
         prog["deadline_met"] = fields["deadline_met"]

@@ -139,6 +139,20 @@ class EmbedVersionSwitch(LedgerEvent):
     previous: str | None = None
 
 
+# -- erasure (governance/erasure_certify.py) -----------------------------------------------------
+@dataclass(frozen=True)
+class ErasureCertified(LedgerEvent):
+    """The signed certificate is written; `checkpoints.verify_ledger` checks the file against
+    `certificate_sha256` (and the event anchors the certificate in the chain)."""
+
+    ACTION: ClassVar[str] = "erasure.certified"
+    request_id: str = ""
+    certificate_id: str = ""
+    certificate_sha256: str = ""
+    anchored_to: str = ""  # hash of the erasure.verified event the certificate names
+    deadline_met: bool = False
+
+
 # -- reports (governance/reports.py) ------------------------------------------------------------
 @dataclass(frozen=True)
 class ReportExported(LedgerEvent):
