@@ -117,7 +117,7 @@ def populated_settings(golden_store, tmp_path) -> tuple[Settings, dict]:
 
 @pytest.fixture
 def code_location_env(monkeypatch):
-    """Point build_resources()/Settings.from_env() at a Settings, and give a temp Dagster instance."""
+    """Point build_resources()/Governance.from_env() at a Settings, and give a temp Dagster instance."""
 
     def apply(s: Settings):
         for k, v in env_for(s).items():

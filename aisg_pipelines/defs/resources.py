@@ -9,7 +9,6 @@ in the UI), and otherwise from the embedded default under ./var.
 """
 
 
-import functools
 import json
 import os
 from pathlib import Path
@@ -21,50 +20,6 @@ from ..settings import Settings
 
 def env_or(name: str, default) -> dg.EnvVar | str:
     return dg.EnvVar(name) if os.environ.get(name) else str(default)
-
-
-# -- kept only until defs/ingest/assets.py takes `governance` (its sensor/asset rework, issue 20, is in flight) --
-@functools.lru_cache(maxsize=8)
-def _ledger(url: str):
-    from ..governance.ledger import Ledger
-
-    return Ledger(url)
-
-
-class LanceStoreResource(dg.ConfigurableResource):
-    """LanceDB: a local directory or any lancedb URI such as s3://bucket/prefix."""
-
-    uri: str
-    storage_options_json: str = ""
-
-    def get_store(self):
-        from ..governance.store import LanceStore
-
-        return LanceStore(self.uri, json.loads(self.storage_options_json) if self.storage_options_json else None)
-
-
-class LedgerResource(dg.ConfigurableResource):
-    """The governance ledger: any SQLAlchemy URL (sqlite:///… locally, postgresql://… in production)."""
-
-    url: str
-
-    def get_ledger(self):
-        return _ledger(self.url)
-
-
-class LandingZoneResource(dg.ConfigurableResource):
-    landing_dir: str
-    quarantine_dir: str
-    max_file_bytes: int = 5_000_000
-    settle_seconds: float = 10.0
-
-    @property
-    def landing(self) -> Path:
-        return Path(self.landing_dir)
-
-    @property
-    def quarantine(self) -> Path:
-        return Path(self.quarantine_dir)
 
 
 class EmbeddingModelResource(dg.ConfigurableResource):
@@ -137,31 +92,6 @@ class GovernanceResource(dg.ConfigurableResource):
         return Governance(self.to_settings(), shared_ledger=True)
 
 
-class GovernancePathsResource(dg.ConfigurableResource):
-    """Directories the governance jobs read and write besides LanceDB and the landing zone."""
-
-    data_dir: str
-    logs_dir: str
-    metrics_dir: str
-    exports_dir: str
-    erasure_inbox: str
-    secrets_dir: str
-
-
-def settings_from_resources(
-    lance: LanceStoreResource, ledger: LedgerResource, landing: LandingZoneResource, paths: GovernancePathsResource
-) -> Settings:
-    """The plain governance modules take a Settings; build it from the resources a run was given."""
-    return Settings(
-        data_dir=Path(paths.data_dir), lancedb_uri=lance.uri, ledger_url=ledger.url,
-        landing_dir=landing.landing, quarantine_dir=landing.quarantine,
-        logs_dir=Path(paths.logs_dir), metrics_dir=Path(paths.metrics_dir), exports_dir=Path(paths.exports_dir),
-        erasure_inbox=Path(paths.erasure_inbox), secrets_dir=Path(paths.secrets_dir),
-        max_file_bytes=landing.max_file_bytes, landing_settle_seconds=landing.settle_seconds,
-        lancedb_storage_options=json.loads(lance.storage_options_json) if lance.storage_options_json else {},
-    )
-
-
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     if settings is None:
         from ..governance.context import Governance
@@ -184,25 +114,6 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             max_file_bytes=s.max_file_bytes,
             landing_settle_seconds=s.landing_settle_seconds,
         ),
-        "lance": LanceStoreResource(
-            uri=env_or("AISG_LANCEDB_URI", s.lancedb_uri),
-            storage_options_json=env_or("AISG_LANCEDB_STORAGE_OPTIONS", ""),
-        ),
-        "ledger": LedgerResource(url=env_or("AISG_LEDGER_URL", s.ledger_url)),
-        "landing": LandingZoneResource(
-            landing_dir=env_or("AISG_LANDING_DIR", s.landing_dir),
-            quarantine_dir=env_or("AISG_QUARANTINE_DIR", s.quarantine_dir),
-            max_file_bytes=s.max_file_bytes,
-            settle_seconds=s.landing_settle_seconds,
-        ),
         "embedding_model": EmbeddingModelResource(model_path=env_or("AISG_MODEL_PATH", ""), batch_size=s.embed_batch_size),
         "pii": PiiScrubberResource(operators_json=env_or("AISG_PII_OPERATORS", "")),
-        "paths": GovernancePathsResource(
-            data_dir=env_or("AISG_DATA_DIR", s.data_dir),
-            logs_dir=env_or("AISG_LOGS_DIR", s.logs_dir),
-            metrics_dir=env_or("AISG_METRICS_DIR", s.metrics_dir),
-            exports_dir=env_or("AISG_EXPORTS_DIR", s.exports_dir),
-            erasure_inbox=env_or("AISG_ERASURE_INBOX", s.erasure_inbox),
-            secrets_dir=env_or("AISG_SECRETS_DIR", s.secrets_dir),
-        ),
     }

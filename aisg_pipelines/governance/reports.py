@@ -21,13 +21,13 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import prometheus
-from .context import as_governance, open_request_ages
+from .context import age_days, as_governance, open_request_ages
 from .erasure_intake import OPEN_STATUSES, SLA_DAYS as ERASURE_DEADLINE_DAYS, list_requests as list_erasure_requests
 from .events import EmbedVersionSwitch, IngestDocuments, OrphansCleanup, OrphansReport, ReportExported, RetentionPurge, record
 from .ledger import Ledger, iso
@@ -44,10 +44,6 @@ SCHEMA_VERSION = 1
 def _by_time(events):
     """Ledger events in time order (seq order, except for events recorded with a past occurred_at)."""
     return sorted(events, key=lambda e: (e.occurred_at, e.seq))
-
-
-def _days(delta: timedelta) -> float:
-    return round(delta.total_seconds() / 86400, 2)
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -350,12 +346,12 @@ def _erasure(ledger: Ledger, period: Period, events, as_of: datetime, settings) 
             "verification": None,
         }
         if is_open:
-            age = _days(as_of - req_at)
+            age = age_days(as_of, req_at)
             row["age_days"] = age
             row["overdue"] = age > ERASURE_DEADLINE_DAYS
             open_ages.append(age)
         if in_cert:
-            dtc = _days(cert_at - req_at) if req_at else None
+            dtc = age_days(cert_at, req_at)
             row["days_to_certify"] = dtc
             row["overdue"] = dtc is not None and dtc > ERASURE_DEADLINE_DAYS
             if dtc is not None:
