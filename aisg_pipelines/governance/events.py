@@ -1,8 +1,8 @@
 """The payloads of the ledger events that other modules read back: one dataclass per action.
 
 Producers write `Event(...).to_payload()` (or `record(ledger, event)`), readers (the compliance
-report, the Prometheus gauges) read `Event.from_payload(e.details)`, so both sides name the same
-fields. The ledger hashes the payload as canonical JSON (sorted keys), so `to_payload()` is
+report, the Prometheus gauges, ledger verification) read `Event.from_payload(e.details)`, so both
+sides name the same fields. The ledger hashes the payload as canonical JSON (sorted keys), so `to_payload()` is
 exactly the dict the producer wrote before these types existed.
 
 Rows already in a ledger are never rewritten (the hash chain covers them). Rows written before a
