@@ -1,7 +1,13 @@
 """Parallel backfill of a new embed_version into one table: 1, 2 and 4 concurrent runs, on a
 local directory and on S3 (moto's S3-compatible server on 127.0.0.1) (issue 16).
 
-    python benchmarks/parallel_backfill.py [--subjects 8] [--docs 2] [--runs 1,2,4] [--no-s3]
+    python benchmarks/parallel_backfill.py [--subjects 8] [--docs 2] [--runs 1,2,4] [--no-s3] [--mode processes|dagster]
+
+--mode dagster: the same backfill as real Dagster runs (`dagster job backfill` of embed_batch,
+queued by the QueuedRunCoordinator with max_concurrent_runs = N, each run its own process via
+the code server; the BackfillStack of aisg_pipelines_tests/test_parallel_backfill.py). Reported
+per row: wall seconds from the first run's start to the last run's end, vectors/s, the most runs
+seen at once, commit retries (the runs' `commit_retries` metadata) and the exact check.
 
 One store is ingested once per backend (v1). For each N in --runs, a new version `pb<N>` is
 backfilled over every batch partition by N worker processes (spawned, each one run: load the
@@ -104,13 +110,85 @@ def _moto():
     raise RuntimeError("moto server did not start")
 
 
+def _exact(store: LanceStore, version: str) -> bool:
+    want = sorted(c["chunk_id"] for c in store.scan(CHUNKS, ["chunk_id"]).to_pylist())
+    got = store.scan(f"embeddings_{version}", ["chunk_id"])["chunk_id"].to_pylist()
+    return sorted(got) == want and not [k for k, c in Counter(got).items() if c > 1]
+
+
+def dagster_mode(a, runs: list[int]) -> list[dict]:
+    """Both backends in one Dagster instance: code servers bench_local and bench_s3 (the local
+    store uploaded to a bucket), a daemon per backfill with max_concurrent_runs = N."""
+    from dataclasses import replace as _replace
+
+    import boto3
+
+    from aisg_pipelines.governance.ledger import Ledger
+    from aisg_pipelines.governance.pipeline import ingest_all
+    from aisg_pipelines.sample_data import generate_landing_zone
+    from aisg_pipelines.governance.versions import EmbedVersionSpec, VersionRegistry
+    from aisg_pipelines_tests.test_parallel_backfill import BackfillStack, _upload_dir, max_overlap
+
+    root = Path(tempfile.mkdtemp(prefix="pb_dagster_"))
+    s = _settings(root, None, None)
+    generate_landing_zone(s.landing_dir, now=NOW, n_subjects=a.subjects, docs_per_subject=a.docs, max_file_bytes=s.max_file_bytes)
+    ingest_all(s, now=NOW)
+    locations = {"bench_local": s}
+    moto = None
+    if not a.no_s3:
+        moto, url = _moto()
+        options = {"aws_endpoint": url, "allow_http": "true", "aws_access_key_id": "x", "aws_secret_access_key": "x", "region": "us-east-1"}
+        c = boto3.client("s3", endpoint_url=url, aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1")
+        c.create_bucket(Bucket="bench")
+        _upload_dir(c, "bench", "rag", Path(s.lancedb_uri))
+        locations["bench_s3"] = _replace(s, lancedb_uri="s3://bench/rag", lancedb_storage_options=options)
+    reg = VersionRegistry(Ledger(s.ledger_url))
+    model_path = reg.require("v1").model_path
+    versions = [f"pbd{n}" for n in runs]
+    for v in versions:
+        reg.register(EmbedVersionSpec(name=v, model_path=model_path, max_seq_length=128))
+    batches = sorted({r["batch_id"] for r in LanceStore(s.lancedb_uri).scan(CHUNKS, ["batch_id"]).to_pylist()})
+    stack = BackfillStack(root, locations, batches, versions)
+    rows = []
+    try:
+        stack.start()
+        for loc, ls in locations.items():
+            for n in runs:
+                bf = stack.backfill(loc, f"pbd{n}", max_runs=n)
+                recs = bf["records"]
+                meta = stack.run_metadata(recs)
+                vectors = sum(m["embedded"] for m in meta.values())
+                wall = max(r.end_time for r in recs) - min(r.start_time for r in recs)
+                ok = all(r.dagster_run.status.value == "SUCCESS" for r in recs)
+                row = {"backend": "local" if loc == "bench_local" else "s3", "mode": "dagster", "runs": n, "batches": len(batches),
+                       "vectors": vectors, "wall_s": round(wall, 2), "vectors_per_s": round(vectors / wall, 2),
+                       "run_seconds_mean": round(sum(r.end_time - r.start_time for r in recs) / len(recs), 2),
+                       "max_at_once": max_overlap(recs), "commit_retries": sum(m["commit_retries"] for m in meta.values()),
+                       "all_succeeded": ok, "exact": _exact(LanceStore(ls.lancedb_uri, ls.lancedb_storage_options or None), f"pbd{n}")}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        stack.stop()
+        if moto is not None:
+            moto.terminate()
+            moto.wait()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--subjects", type=int, default=8)
     ap.add_argument("--docs", type=int, default=2)
     ap.add_argument("--runs", default="1,2,4")
     ap.add_argument("--no-s3", action="store_true")
+    ap.add_argument("--mode", choices=("processes", "dagster"), default="processes")
     a = ap.parse_args()
+    if a.mode == "dagster":
+        from benchmarks._common import machine
+
+        rows = dagster_mode(a, [int(x) for x in a.runs.split(",")])
+        print(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+        return
     from aisg_pipelines.governance.pipeline import ingest_all
     from aisg_pipelines.sample_data import generate_landing_zone
 
