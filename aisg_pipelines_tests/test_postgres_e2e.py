@@ -338,7 +338,7 @@ def stack(tmp_path_factory):
 
 # --------------------------------------------------------------------------- tests
 def test_sensor_runs_ingest_and_embed_uploads(stack):
-    """1) uploads -> landing sensor -> ingest run -> embed sensor -> embed run, all SUCCESS."""
+    """1) uploads -> landing sensor -> one ingest run that also embeds the batch (issue 20), SUCCESS."""
     manifest = drop_uploads(stack.settings.landing_dir, seed=7, n_subjects=2, docs_per_subject=2)
     n_docs = len(manifest["documents"])
     assert n_docs == 4
@@ -347,9 +347,11 @@ def test_sensor_runs_ingest_and_embed_uploads(stack):
     assert [r.status.value for r in ingest] == ["SUCCESS"], stack.logs()
     assert ingest[0].tags["dagster/sensor_name"] == "landing_zone_sensor"
     assert ingest[0].tags["dagster/run_key"] == f"ingest:{ingest[0].tags['dagster/partition']}"
-    embed = stack.wait_runs("the sensor-launched embed run", lambda r: r.job_name == "embed_batch", 1, 150)
-    assert [r.status.value for r in embed] == ["SUCCESS"], stack.logs()
-    assert embed[0].tags["aisg/batch"] == ingest[0].tags["dagster/partition"]
+    # the ingest run embedded its batch under the active version; no second hop through embed_batch
+    import dagster as dg
+
+    assert stack.instance.get_materialized_partitions(dg.AssetKey("embeddings")) == {f"{ingest[0].tags['dagster/partition']}|v1"}
+    assert not [r for r in stack.runs() if r.job_name == "embed_batch"]
 
     from aisg_pipelines.governance.store import LanceStore
 
@@ -452,10 +454,10 @@ def test_runs_events_and_ledger_live_in_postgres(stack):
         ).scalar()
         n_events = c.execute(sa.text("SELECT count(*) FROM event_logs")).scalar()
     eng.dispose()
-    assert jobs["ingest_batch"] >= 2 and jobs["embed_batch"] >= 1, jobs
+    assert jobs["ingest_batch"] >= 2 and jobs["embed_batch"] == 0, jobs  # ingest runs embed their batches (issue 20)
     assert set(runs.values()) == {"SUCCESS"}, runs
     if getattr(stack, "graphql_run_id", None):
-        assert mats == 2  # documents + chunks for the one partition
+        assert mats == 3  # documents, chunks and embeddings (<batch>|v1) for the one partition
     assert n_events > 20
     assert not list(stack.home.glob("**/*.db")), "no sqlite storage may appear under DAGSTER_HOME"
 

@@ -223,6 +223,29 @@ def cli_path(root: Path, landing_src: Path, n_docs: int, interval: int) -> dict:
     return {"seconds": elapsed, "chunks": chunks, "vectors": vectors, "stdout": out.stdout.strip()}
 
 
+COLD_COSTS = {
+    # what a fresh run process pays before its first batch; an embedding service would save only "model"
+    "dagster + code location": "import aisg_pipelines.definitions",
+    "model (sentence-transformers import + load)": (
+        "from aisg_pipelines.governance.embedding import ModelSpec, load_model; from aisg_pipelines.settings import bundled_model_path; "
+        "load_model(ModelSpec(bundled_model_path()))"
+    ),
+    "presidio scrubber": "from aisg_pipelines.governance.pii import get_scrubber; get_scrubber().scrub('kim@example.com 010-1234-5678')",
+    "GX context": "from aisg_pipelines.governance.quality import _context; _context()",
+}
+
+
+def cold_costs() -> dict[str, float]:
+    """Seconds each heavy part takes in a fresh process (minus a bare interpreter's start)."""
+    def run(code: str) -> float:
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True)
+        return time.monotonic() - t0
+
+    bare = run("pass")
+    return {name: round(run(code) - bare, 1) for name, code in COLD_COSTS.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subjects", type=int, default=20)
@@ -256,9 +279,11 @@ def main() -> None:
         overhead = (d["seconds"] - c["seconds"]) / max(d["runs"], 1)
         print(f"ratio daemon/CLI: {ratio:.2f}x ({d['finished_s'] / c['seconds']:.2f}x to the end of the runs); "
               f"overhead per run: {overhead:.1f}s ({d['runs']} runs)", flush=True)
+        costs = cold_costs()
+        print("cold start of a run process: " + ", ".join(f"{k} {v}s" for k, v in costs.items()), flush=True)
         print(f"load after: {os.getloadavg()[0]:.1f}", flush=True)
         print("RESULT " + json.dumps({"n": n, "daemon_s": round(d["seconds"], 1), "cli_s": round(c["seconds"], 1), "ratio": round(ratio, 2), "ratio_runs_ended": round(d["finished_s"] / c["seconds"], 2),
-                                      "runs": d["runs"], "overhead_per_run_s": round(overhead, 1), "chunks": d["chunks"]}))
+                                      "runs": d["runs"], "overhead_per_run_s": round(overhead, 1), "chunks": d["chunks"], "cold_costs_s": costs}))
     finally:
         if args.keep:
             print(f"kept {root}", flush=True)
