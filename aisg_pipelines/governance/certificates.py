@@ -173,20 +173,11 @@ def _systems(cert: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def render_html(cert: dict[str, Any]) -> str:
-    e = html.escape
-    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _rows(cert))
-    systems = "".join(f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td></tr>" for a, b, c in _systems(cert))
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Erasure certificate "
-        f"{e(cert['certificate_id'])}</title><style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}"
-        "th{text-align:left;padding-right:1em;vertical-align:top}td,th{border-bottom:1px solid #ddd;padding:.3em}"
-        "table{border-collapse:collapse;width:100%}code{word-break:break-all}</style></head><body>"
-        "<h1>Certificate of erasure (GDPR Art. 17)</h1>"
-        f"<table>{rows}</table><h2>Systems covered</h2><table><tr><th>system</th><th>items</th><th>per version</th></tr>{systems}</table>"
-        "<p>This page is a rendering. The signed certificate is the canonical JSON file with the same id; "
-        "verify it offline with <code>aisg verify-certificate &lt;file&gt;.json --public-key &lt;key.pem&gt;</code>.</p>"
-        "</body></html>"
-    )
+    """The certificate as a page (templates/erasure_certificate.html.j2); the signed JSON is the certificate."""
+    from .html_templates import render
+
+    return render("erasure_certificate.html.j2", certificate_id=str(cert["certificate_id"]),
+                  rows=[(str(k), str(v)) for k, v in _rows(cert)], systems=[tuple(map(str, r)) for r in _systems(cert)])
 
 
 def render_pdf(cert: dict[str, Any], path: Path) -> Path | None:

@@ -404,7 +404,6 @@ SECTION_CHARTS = {"retention": ["deletions_over_time"], "erasure": ["erasure_tim
 
 
 # -- HTML -----------------------------------------------------------------------------------
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"  # package data (pyproject)
 
 
 def _kf_cards(s: dict[str, Any]) -> list[tuple[str, str]]:
@@ -437,10 +436,8 @@ def _is_num(v: str) -> bool:
 
 def render_html(s: dict[str, Any], charts: dict[str, bytes]) -> str:
     """report.html from templates/compliance_report.html.j2 (Jinja2, autoescape on)."""
-    import jinja2
+    from .html_templates import render
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True, undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=False)
     p = s["period"]
     tz = p["timezone"]
     tables = section_tables(s)
@@ -450,7 +447,8 @@ def render_html(s: dict[str, Any], charts: dict[str, bytes]) -> str:
         "charts": [{"alt": CHART_TITLES[c], "png_base64": base64.b64encode(charts[c]).decode("ascii")} for c in SECTION_CHARTS.get(sec, [])],
         "tables": [{"caption": caption, "headers": headers, "rows": [[(c, _is_num(c)) for c in r] for r in rows]} for caption, headers, rows in tables[sec]],
     } for sec in SECTIONS]
-    return env.get_template("compliance_report.html.j2").render(
+    return render(
+        "compliance_report.html.j2",
         title=s["title"], period=p, tz=tz,
         start_local=_local(p["start_utc"], tz), end_local=_local(p["end_utc"], tz), generated_local=_local(s["generated_at"], tz),
         findings=s["findings"], notes=s.get("notes") or [], key_figures=_kf_cards(s), sections=sections, schema_version=s["schema_version"],
