@@ -20,9 +20,9 @@ from aisg_pipelines.governance.reindex import ValidationFailed, reindex
 from aisg_pipelines.governance.store import CHUNKS, LanceStore
 from aisg_pipelines.governance.versions import EmbedVersionSpec, VersionConflict, VersionRegistry
 
-# A deliberately broken int8 setting: per-tensor 7-bit weights (reduce_range) and the FFN
-# down-projections quantized too (docs/benchmarks.md: mean cosine ~0.74 to fp32).
-BROKEN_INT8 = {"per_channel": False, "reduce_range": True, "exclude_nodes": []}
+# A deliberately broken int8 setting: quantize_dynamic with per-tensor 7-bit weights (reduce_range)
+# and the FFN down-projections quantized too (docs/benchmarks.md: mean cosine ~0.74 to fp32).
+BROKEN_INT8 = {"method": "dynamic", "per_channel": False, "reduce_range": True, "exclude_nodes": []}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -63,8 +63,15 @@ def test_export_round_trip_cached_reused_rebuilt_when_corrupt(onnx_cache, model_
     int8 = ob.ensure_export(model_path, "onnx-int8", q)
     assert int8.built and int8.key != fp32.key and int8.path.stat().st_size < 0.8 * fp32.path.stat().st_size
     assert ob.ensure_export(model_path, "onnx-int8", q).built is False
+    # the default: MatMulNBits, 8-bit weights per block, int8 compute
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(int8.path), load_external_data=False).graph.node]
+    assert ops.count("MatMulNBits") == 18 and "MatMul" not in ops and ops.count("Attention") == 6
     # other quantization settings are another export (and another version fingerprint)
-    assert ob.export_key("w", "onnx-int8", q) != ob.export_key("w", "onnx-int8", ob.canonical_quantization("onnx-int8", {"per_channel": False}))
+    others = [{"block_size": 32}, {"accuracy_level": 0}, {"exclude_layers": [0]}, {"method": "dynamic"}, {"method": "dynamic", "per_channel": False}]
+    keys = {ob.export_key("w", "onnx-int8", ob.canonical_quantization("onnx-int8", o)) for o in others}
+    assert len(keys) == len(others) and ob.export_key("w", "onnx-int8", q) not in keys
     tok = ob.Tokenizer(model_path, 256)
     feed = tok.batch(["한 문장", "a second sentence"])
 
@@ -83,6 +90,8 @@ def test_export_round_trip_cached_reused_rebuilt_when_corrupt(onnx_cache, model_
     rebuilt = ob.ensure_export(model_path, "onnx-int8", q)
     assert rebuilt.built and "sha256" in rebuilt.rebuilt_reason and ob.verify_export(rebuilt.path.parent, int8.key) is None
     np.testing.assert_allclose(run(rebuilt.path), before, atol=1e-6)
+    fp32_out = run(fp32.path)
+    assert ((before * fp32_out).sum(axis=1) / (np.linalg.norm(before, axis=1) * np.linalg.norm(fp32_out, axis=1))).min() >= 0.999
 
     # A partial export (killed before its manifest was written) is rebuilt; scratch dirs are ignored.
     (int8.path.parent / "manifest.json").unlink()
@@ -125,14 +134,19 @@ def test_backend_is_part_of_the_fingerprint(settings, model_path):
     reg = VersionRegistry(Ledger(settings.ledger_url))
     v1, _ = reg.register(EmbedVersionSpec("v1", model_path))
     v3, _ = reg.register(EmbedVersionSpec("v3", model_path, backend="onnx"))
-    v4, _ = reg.register(EmbedVersionSpec("v4", model_path, backend="onnx-int8", quantization=json.dumps({"per_channel": True})))
-    assert len({v1.params_hash, v3.params_hash, v4.params_hash}) == 3 and (v3.backend, v4.backend) == ("onnx", "onnx-int8")
+    v4, _ = reg.register(EmbedVersionSpec("v4", model_path, backend="onnx-int8", quantization=json.dumps({"method": "dynamic", "per_channel": True})))
+    v5, _ = reg.register(EmbedVersionSpec("v5", model_path, backend="onnx-int8"))
+    v6, _ = reg.register(EmbedVersionSpec("v6", model_path, backend="onnx-int8", quantization={"block_size": 32}))
+    assert len({v1.params_hash, v3.params_hash, v4.params_hash, v5.params_hash, v6.params_hash}) == 5 and (v3.backend, v4.backend) == ("onnx", "onnx-int8")
     assert v1.weights_fingerprint == v3.weights_fingerprint == v4.weights_fingerprint
-    assert json.loads(v4.quantization) == json.loads(ob.canonical_quantization("onnx-int8", {}))  # defaults filled in: the same version
+    assert json.loads(v4.quantization) == json.loads(ob.canonical_quantization("onnx-int8", {"method": "dynamic"}))  # defaults filled in: the same version
+    assert json.loads(v5.quantization) == {**ob.NBITS_DEFAULTS, "method": "matmul_nbits"} and json.loads(v6.quantization)["block_size"] == 32
     with pytest.raises(VersionConflict, match=r"backend.*onnx -> onnx-int8"):
         reg.register(EmbedVersionSpec("v3", model_path, backend="onnx-int8"))
     with pytest.raises(VersionConflict, match="quantization"):
-        reg.register(EmbedVersionSpec("v4", model_path, backend="onnx-int8", quantization={"per_channel": False}))
+        reg.register(EmbedVersionSpec("v4", model_path, backend="onnx-int8", quantization={"method": "dynamic", "per_channel": False}))
+    with pytest.raises(ValueError, match="for matmul_nbits"):  # a quantize_dynamic key on the default method
+        EmbedVersionSpec("v7", model_path, backend="onnx-int8", quantization={"per_channel": False})
     with pytest.raises(ValueError, match="backend must be one of"):
         EmbedVersionSpec("v5", model_path, backend="tensorrt")
     with pytest.raises(ValueError, match="unknown quantization keys"):

@@ -477,7 +477,8 @@ def parity_gate(
     texts = {r["chunk_id"]: r["text"] for r in store.scan(CHUNKS, ["chunk_id", "text"], filter=in_filter("chunk_id", q_ids)).to_pylist()}
     q_texts = [query_sentence(texts[i], random.Random(f"{seed}:{i}")) for i in q_ids]
     qv = encode(version.model, q_texts)
-    qr = encode(ref_model, q_texts)
+    # an fp32 onnx version *is* the reference's runtime: its query vectors serve both sides
+    qr = qv if ref_model == version.model else encode(ref_model, q_texts)
 
     if reference is not None and store.has_table(reference.table):
         keep = None
