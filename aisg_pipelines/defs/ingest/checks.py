@@ -1,4 +1,9 @@
-"""Great Expectations checks on documents and chunks, per ingest batch."""
+"""Great Expectations checks on documents and chunks, per ingest batch.
+
+The ingest run evaluates these checks per batch inside its chunks op (assets.py) and its job
+runs none of them as steps; these definitions run a check from the UI, on one partition or on a
+range (then one result over every batch of the range).
+"""
 
 
 import dagster as dg
@@ -6,6 +11,17 @@ import dagster as dg
 from ..partitions import ingest_batches
 from ..resources import GovernanceResource, PiiScrubberResource
 from .assets import chunks, documents
+
+
+def _batches(context: dg.AssetCheckExecutionContext) -> list[str]:
+    op = context.op_execution_context
+    return list(op.partition_keys) if op.has_partition_key_range else [context.partition_key]
+
+
+def _merged(results):
+    from ...governance.quality import QualityResult
+
+    return QualityResult([o for q in results for o in q.outcomes])
 
 
 def _result(q, extra: dict | None = None) -> dg.AssetCheckResult:
@@ -25,7 +41,8 @@ def _result(q, extra: dict | None = None) -> dg.AssetCheckResult:
 def documents_valid(context: dg.AssetCheckExecutionContext, governance: GovernanceResource) -> dg.AssetCheckResult:
     from ...governance.checks import check_documents
 
-    return _result(check_documents(governance.context().store, context.partition_key))
+    store = governance.context().store
+    return _result(_merged([check_documents(store, b) for b in _batches(context)]))
 
 
 @dg.asset_check(
@@ -37,12 +54,18 @@ def documents_valid(context: dg.AssetCheckExecutionContext, governance: Governan
 def documents_pii_free(context: dg.AssetCheckExecutionContext, governance: GovernanceResource, pii: PiiScrubberResource) -> dg.AssetCheckResult:
     from ...governance.checks import check_documents_pii_free
 
-    q, hits = check_documents_pii_free(governance.context().store, context.partition_key, pii.get_scrubber())
-    return _result(q, {"residual_pii_by_type": hits})
+    store, scrubber = governance.context().store, pii.get_scrubber()
+    results = [check_documents_pii_free(store, b, scrubber) for b in _batches(context)]
+    hits: dict[str, int] = {}
+    for _, h in results:
+        for k, v in h.items():
+            hits[k] = hits.get(k, 0) + v
+    return _result(_merged([q for q, _ in results]), {"residual_pii_by_type": hits})
 
 
 @dg.asset_check(asset=chunks, partitions_def=ingest_batches, blocking=True, description="GX: chunk_id unique, every chunk's document exists, no empty text.")
 def chunks_valid(context: dg.AssetCheckExecutionContext, governance: GovernanceResource) -> dg.AssetCheckResult:
     from ...governance.checks import check_chunks
 
-    return _result(check_chunks(governance.context().store, context.partition_key))
+    store = governance.context().store
+    return _result(_merged([check_chunks(store, b) for b in _batches(context)]))
