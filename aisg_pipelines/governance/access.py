@@ -41,6 +41,7 @@ import sqlalchemy as sa
 
 from . import erasure_discovery as er_discovery
 from . import erasure_intake as er_intake
+from . import events
 from .context import age_days, as_governance
 from .ids import subject_hash
 from .ledger import Ledger, audit_events, canonical_json, iso
@@ -438,11 +439,11 @@ def process_requests(settings, request_ids: list[str] | None = None, *, ledger: 
                 renderings[f"html_{lang}"] = str(out / f"export.{lang}.html")
                 pdf = render_pdf(doc, out / f"export.{lang}.pdf", lang)
                 renderings[f"pdf_{lang}"] = str(pdf) if pdf else None
-            ledger.append_event("access.delivered", {"request_id": rid, "export_id": xid, "certificate_id": xid, "export_path": str(path),
-                                                     "export_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                                                     "anchored_to": ev.event_hash, "deadline_met": fields["deadline_met"],
-                                                     "deletes_at": fields["export_retention"]["deletes_at"]},
-                                actor=actor, subject_hash=fields["subject_hash"])
+            events.record(ledger, events.AccessDelivered(
+                request_id=rid, export_id=xid, certificate_id=xid, export_path=str(path),
+                export_sha256=hashlib.sha256(path.read_bytes()).hexdigest(), anchored_to=ev.event_hash,
+                deadline_met=fields["deadline_met"], deletes_at=fields["export_retention"]["deletes_at"],
+            ), actor=actor, subject_hash=fields["subject_hash"])
         except Exception as exc:  # noqa: BLE001 - recorded, the request stays visible as failed
             ledger.append_event("access.failed", {"request_id": rid, "failure": f"{type(exc).__name__}: {str(exc)[:300]}"}, actor=actor,
                                 subject_hash=row.subject_hash)

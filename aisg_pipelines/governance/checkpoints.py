@@ -40,7 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .events import ErasureCertified
+from .events import AccessDelivered, ErasureCertified
 from .ledger import (
     GENESIS_HASH,
     PRUNE_ACTION,
@@ -700,11 +700,11 @@ def certificate_anchor(settings, cert_path: Path, ledger: Ledger | None = None) 
             head = _head(conn)
             cert_ev = None
             # an access export (governance/access.py) is recorded by access.delivered, a certificate by erasure.certified
-            issued = "access.delivered" if str(cert.get("schema", "")).startswith("aisg.access-export/") else "erasure.certified"
-            for r in conn.execute(sa.select(audit_events.c.seq, audit_events.c.details).where(audit_events.c.action == issued)):
-                d = json.loads(r.details)
-                if d.get("certificate_id") == cert.get("certificate_id"):
-                    cert_ev = (r.seq, d)
+            issued = AccessDelivered if str(cert.get("schema", "")).startswith("aisg.access-export/") else ErasureCertified
+            for r in conn.execute(sa.select(audit_events.c.seq, audit_events.c.details).where(audit_events.c.action == issued.ACTION)):
+                ev = issued.from_payload(json.loads(r.details))
+                if ev.certificate_id == cert.get("certificate_id"):
+                    cert_ev = (r.seq, ev)
     except sa.exc.DBAPIError as exc:
         return None, f"the ledger is not reachable ({type(exc).__name__})"
     if row is None:
@@ -716,10 +716,10 @@ def certificate_anchor(settings, cert_path: Path, ledger: Ledger | None = None) 
     if row.event_hash != h:
         return False, f"{REWRITE}: ledger event seq={row.seq} ({row.action}) has hash {row.event_hash[:12]}…, the certificate anchors {str(h)[:12]}…"
     if cert_ev is None:
-        return False, f"the anchor event seq={row.seq} is in the ledger but no {issued} event records certificate {cert.get('certificate_id')}"
-    if (cert_ev[1].get("certificate_sha256") or cert_ev[1].get("export_sha256")) != hashlib.sha256(Path(cert_path).read_bytes()).hexdigest():
+        return False, f"the anchor event seq={row.seq} is in the ledger but no {issued.ACTION} event records certificate {cert.get('certificate_id')}"
+    if cert_ev[1].file_sha256 != hashlib.sha256(Path(cert_path).read_bytes()).hexdigest():
         return False, f"{FORGED_CERTIFICATE}: event seq={cert_ev[0]} certified a different file (digest differs)"
-    return True, f"anchored: ledger event seq={row.seq} ({row.action}) has the signed hash, and event seq={cert_ev[0]} ({issued}) records this file's digest"
+    return True, f"anchored: ledger event seq={row.seq} ({row.action}) has the signed hash, and event seq={cert_ev[0]} ({issued.ACTION}) records this file's digest"
 
 
 def _reachable_ledger(url: str) -> Ledger | None:

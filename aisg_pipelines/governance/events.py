@@ -152,6 +152,30 @@ class ErasureCertified(LedgerEvent):
     anchored_to: str = ""  # hash of the erasure.verified event the certificate names
     deadline_met: bool = False
 
+    @property
+    def file_sha256(self) -> str:
+        return self.certificate_sha256
+
+
+# -- access (governance/access.py) --------------------------------------------------------------
+@dataclass(frozen=True)
+class AccessDelivered(LedgerEvent):
+    """A signed access export is written; `checkpoints.verify_ledger` checks export.json against it."""
+
+    ACTION: ClassVar[str] = "access.delivered"
+    request_id: str = ""
+    export_id: str = ""
+    certificate_id: str = ""  # = export_id: verify-certificate treats an export like a certificate
+    export_path: str = ""
+    export_sha256: str = ""
+    anchored_to: str = ""
+    deadline_met: bool = False
+    deletes_at: str | None = None
+
+    @property
+    def file_sha256(self) -> str:
+        return self.export_sha256
+
 
 # -- reports (governance/reports.py) ------------------------------------------------------------
 @dataclass(frozen=True)
