@@ -263,9 +263,9 @@ class LanceStore:
         for i in range(attempts):
             try:
                 return fn()
-            except Exception as e:  # lance raises OSError/RuntimeError with the conflict in the text
+            except Exception as e:  # lance raises CommitConflictError / OSError / RuntimeError: "Retryable commit conflict ..."
                 msg = str(e).lower()
-                if i == attempts - 1 or not ("conflict" in msg or "retryable" in msg):
+                if i == attempts - 1 or not (type(e).__name__ == "CommitConflictError" or "commit conflict" in msg or "retryable" in msg):
                     raise
                 self.commit_retries += 1
                 time.sleep(min(2.0, 0.05 * 2 ** i) * (0.5 + random.random()))
