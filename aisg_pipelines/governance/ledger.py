@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .ids import sha256_hex
+from .periods import iso, utcnow  # noqa: F401  (re-exported: the ledger's timestamp format)
 
 metadata = sa.MetaData()
 
@@ -154,12 +155,6 @@ erasure_denylist = sa.Table(
 )
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def iso(dt: datetime | None = None) -> str:
-    return (dt or utcnow()).astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 def canonical_json(obj: Any) -> str:

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from .ledger import iso
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(dt: datetime | None = None) -> str:
+    """The ledger's timestamp format (UTC, microseconds). Lives here, not in ledger.py, so that
+    the code location can read report periods without importing SQLAlchemy."""
+    return (dt or utcnow()).astimezone(timezone.utc).isoformat(timespec="microseconds")
+
 
 DEFAULT_TIMEZONE = "Asia/Seoul"
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
