@@ -123,7 +123,7 @@ def wait(what: str, cond, timeout: float, every: float = 0.5):
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def daemon_path(root: Path, staging: Path, n_docs: int, interval: int, timeout: float) -> dict:
+def daemon_path(root: Path, staging: Path, n_docs: int, interval: int, timeout: float, on_drop=None) -> dict:
     data = root / "data"
     (data / "landing").mkdir(parents=True)
     home = fresh_home(root)
@@ -164,6 +164,8 @@ def daemon_path(root: Path, staging: Path, n_docs: int, interval: int, timeout: 
 
         wait("the landing sensor's first tick", ticked, 180)
         t0 = time.monotonic()
+        if on_drop is not None:
+            on_drop()
         move_in(staging, data / "landing")
         chunks = vectors = 0
 
@@ -207,20 +209,29 @@ def _partitions(run) -> str:
     return t.get("dagster/partition", "")
 
 
-def cli_path(root: Path, landing_src: Path, n_docs: int, interval: int) -> dict:
-    data = root / "data"
-    data.mkdir(parents=True)
-    shutil.copytree(landing_src, data / "landing")  # copy2: same mtimes, so the same batches
-    home = fresh_home(root)
-    t0 = time.monotonic()
-    out = subprocess.run([str(BIN / "aisg"), "ingest"], env=env_for(data, home, interval), cwd=REPO, capture_output=True, text=True)
-    elapsed = time.monotonic() - t0
-    if out.returncode != 0:
-        raise RuntimeError(f"aisg ingest failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    ok, chunks, vectors = embedded_fully(data, n_docs)
-    if not ok:
-        raise RuntimeError(f"aisg ingest left chunks without vectors: {chunks} chunks, {vectors} vectors\n{out.stdout}")
-    return {"seconds": elapsed, "chunks": chunks, "vectors": vectors, "stdout": out.stdout.strip()}
+class CliRun:
+    """`aisg ingest` on a copy of the same files, in its own data dir and instance."""
+
+    def __init__(self, root: Path, landing_src: Path, n_docs: int, interval: int):
+        self.data = root / "data"
+        self.data.mkdir(parents=True)
+        shutil.copytree(landing_src, self.data / "landing")  # copy2: same mtimes, so the same batches
+        self.env = env_for(self.data, fresh_home(root), interval)
+        self.n_docs = n_docs
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen([str(BIN / "aisg"), "ingest"], env=self.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(self) -> dict:
+        stdout, stderr = self.proc.communicate()
+        elapsed = time.monotonic() - self.t0
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"aisg ingest failed:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+        ok, chunks, vectors = embedded_fully(self.data, self.n_docs)
+        if not ok:
+            raise RuntimeError(f"aisg ingest left chunks without vectors: {chunks} chunks, {vectors} vectors\n{stdout}")
+        return {"seconds": elapsed, "chunks": chunks, "vectors": vectors, "stdout": stdout.strip()}
 
 
 COLD_COSTS = {
@@ -254,6 +265,8 @@ def main() -> None:
     ap.add_argument("--interval", type=int, default=5, help="AISG_SENSOR_INTERVAL_SECONDS for both paths")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (process logs, instance)")
+    ap.add_argument("--concurrent", action="store_true",
+                    help="start `aisg ingest` at the moment of the drop, so both paths see the same background load (a shared machine)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the daemon and code server
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -262,18 +275,21 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="aisg_daemon_bench_"))
     print(f"machine: {machine()}", flush=True)
     print(f"N={n} uploads ({args.subjects} subjects x {args.docs}) over {args.days} days; sensor interval {args.interval}s; "
-          f"AISG_RUN_EXECUTOR={os.environ.get('AISG_RUN_EXECUTOR', '(unset)')}; work dir {root}")
+          f"AISG_RUN_EXECUTOR={os.environ.get('AISG_RUN_EXECUTOR', '(unset)')}; {'concurrent' if args.concurrent else 'sequential'}; work dir {root}")
     try:
         staging = root / "staging"
         staged_uploads(staging, args.subjects, args.docs, args.days)
         pristine = root / "pristine"
         shutil.copytree(staging, pristine)
-        d = daemon_path(root / "daemon", staging, n, args.interval, args.timeout)
+        cli = CliRun(root / "cli", pristine, n, args.interval)
+        d = daemon_path(root / "daemon", staging, n, args.interval, args.timeout, on_drop=cli.start if args.concurrent else None)
         print(f"daemon path: {d['seconds']:.1f}s until {d['vectors']} vectors for {d['chunks']} chunks ({d['finished_s']:.1f}s until its runs ended); "
               f"{d['runs']} runs launched ({', '.join(d['jobs'])})")
         for r in d["per_run"]:
             print(f"  {r['job']:<14} {r['status']:<8} queued {r['queued_s']:>5}s run {r['run_s']:>6}s  {r['partitions']}", flush=True)
-        c = cli_path(root / "cli", pristine, n, args.interval)
+        if not args.concurrent:
+            cli.start()
+        c = cli.finish()
         print(f"aisg ingest: {c['seconds']:.1f}s ({c['stdout']}); {c['vectors']} vectors for {c['chunks']} chunks", flush=True)
         ratio = d["seconds"] / c["seconds"]
         # per run: the daemon path's time outside run execution (sensor tick, queue, worker start)
@@ -287,6 +303,10 @@ def main() -> None:
         print("RESULT " + json.dumps({"n": n, "daemon_s": round(d["seconds"], 1), "cli_s": round(c["seconds"], 1), "ratio": round(ratio, 2), "ratio_runs_ended": round(d["finished_s"] / c["seconds"], 2),
                                       "runs": d["runs"], "overhead_per_run_s": round(overhead, 1), "chunks": d["chunks"], "cold_costs_s": costs}))
     finally:
+        proc = getattr(locals().get("cli"), "proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
         if args.keep:
             print(f"kept {root}", flush=True)
         else:
