@@ -45,6 +45,7 @@ from . import events
 from .context import age_days, as_governance
 from .ids import subject_hash
 from .ledger import Ledger, audit_events, canonical_json, iso
+from .retention_policy import DEFAULT_POLICY_FILE, OPTIONAL_DEFAULT_DAYS, load_policies
 
 SCHEMA = "aisg.access-export/1"
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "access_export.schema.json"  # the documented JSON Schema of export.json
@@ -52,8 +53,7 @@ EXPORT_SUBDIR = er_discovery.ACCESS_EXPORT_SUBDIR
 SLA_DAYS = er_intake.SLA_DAYS
 REQUEST_TYPES = ("erasure", "access")
 EXPORT_RETENTION_CATEGORY = "access_exports"
-DEFAULT_EXPORT_RETENTION_DAYS = 30
-DEFAULT_DAYS = {"user_content": 180, "system_logs": 90, "metrics": 30, "audit_ledger": 2557, EXPORT_RETENTION_CATEGORY: 30}
+DEFAULT_EXPORT_RETENTION_DAYS = OPTIONAL_DEFAULT_DAYS[EXPORT_RETENTION_CATEGORY]
 
 STATEMENT_NONE = {
     "en": "We hold no personal data about this data subject in the RAG store, its uploads, logs, metrics or exports. "
@@ -112,18 +112,13 @@ def _jsonable(v):
 
 # -- retention --------------------------------------------------------------------------------
 def policy_days() -> dict[str, int]:
-    """Days per retention category from config/retention.yaml (governance.retention validates it);
-    the optional `access_exports` category defaults to 30 days when the file has none."""
-    out = dict(DEFAULT_DAYS)
+    """Days per retention category from config/retention.yaml (governance.retention_policy validates
+    it); the optional `access_exports` category defaults to 30 days when the file has none. An
+    unreadable configured file must not block an access request: the shipped default file applies."""
     try:
-        from .retention_policy import load_policies
-
-        pol = load_policies()
-        out.update({c: p.days for c, p in pol.policies.items()})
-        out.update({c: p.days for c, p in getattr(pol, "optional", {}).items()})
-    except Exception:  # noqa: BLE001 - an unreadable policy file must not block an access request (defaults apply)
-        pass
-    return out
+        return load_policies().days()
+    except Exception:  # noqa: BLE001 - see the docstring
+        return load_policies(DEFAULT_POLICY_FILE).days()
 
 
 def _retention(category: str, basis: str, start, days: dict[str, int], held: bool = False) -> dict:

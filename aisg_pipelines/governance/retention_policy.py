@@ -15,6 +15,7 @@ CATEGORIES: tuple[str, ...] = ("user_content", "system_logs", "metrics", "audit_
 # Categories a policy file may give (validated the same way) but need not: their owners apply
 # them (access_exports: governance/access.py deletes GDPR access exports past it; default 30 days).
 OPTIONAL_CATEGORIES: tuple[str, ...] = ("access_exports",)
+OPTIONAL_DEFAULT_DAYS: dict[str, int] = {"access_exports": 30}  # the period of an optional category the file does not give
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "config" / "retention.yaml"
 POLICY_KEYS = {"days", "basis", "description"}
 
@@ -45,6 +46,10 @@ class RetentionPolicies:
 
     def cutoff(self, category: str, now: datetime) -> datetime:
         return now - self.policies[category].period
+
+    def days(self) -> dict[str, int]:
+        """Days per category: every known category, and each optional one (its default when the file has none)."""
+        return {**OPTIONAL_DEFAULT_DAYS, **{c: p.days for c, p in self.policies.items()}, **{c: p.days for c, p in self.optional.items()}}
 
 
 def parse_policies(data: Any, source: str = "<policy>") -> RetentionPolicies:
