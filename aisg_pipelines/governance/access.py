@@ -580,28 +580,12 @@ def _sections(doc: dict, lang: str) -> list[tuple[str, list[tuple[str, ...]]]]:
 
 
 def render_html(doc: dict, lang: str = "en") -> str:
-    import html
+    """The export as a page (templates/access_export.html.j2, autoescape on); export.json is the signed export."""
+    from .html_templates import render
 
-    e = html.escape
-    L = LABELS[lang]
     secs = _sections(doc, lang)
-    parts = [f"<!doctype html><html lang='{lang}'><head><meta charset='utf-8'><title>{e(L['title'])} {e(doc['export_id'])}</title>"
-             "<style>body{font-family:sans-serif;max-width:64em;margin:2em auto}th{text-align:left;padding-right:1em;vertical-align:top}"
-             "td,th{border-bottom:1px solid #ddd;padding:.3em;vertical-align:top}table{border-collapse:collapse;width:100%}"
-             "pre{white-space:pre-wrap;font-size:.85em;background:#f6f6f6;padding:.4em}</style></head><body>", f"<h1>{e(L['title'])}</h1>"]
-    parts.append("<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in secs[0][1]) + "</table>")
-    parts.append(f"<h2>{e(L['documents'])}</h2>")
-    for did, up, nch, vers, ret, text in secs[1][1]:
-        parts.append(f"<h3>{e(L['doc'])} {e(did)}</h3><table><tr><th>{e(L['uploaded'])}</th><td>{e(up)}</td></tr>"
-                     f"<tr><th>{e(L['chunks'])}</th><td>{e(nch)}</td></tr><tr><th>{e(L['versions'])}</th><td>{e(vers)}</td></tr>"
-                     f"<tr><th>{e(L['deletes'])}</th><td>{e(ret)}</td></tr></table><p>{e(L['text'])}</p><pre>{e(text)}</pre>")
-    if not secs[1][1]:
-        parts.append(f"<p>{e(L['none'])}</p>")
-    for title, rows in secs[2:]:
-        parts.append(f"<h2>{e(title)}</h2>")
-        parts.append("<table>" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>" if rows else f"<p>{e(L['none'])}</p>")
-    parts.append(f"<p>{e(L['note'])}</p></body></html>")
-    return "".join(parts)
+    return render("access_export.html.j2", lang=lang, L=LABELS[lang], export_id=doc["export_id"], head=secs[0][1],
+                  documents=secs[1][1], tables=secs[2:])
 
 
 def render_pdf(doc: dict, path: Path, lang: str = "en") -> Path | None:
