@@ -144,25 +144,27 @@ class AccessRequest:
     failure: str | None = None
 
 
+# the access.* events that move a request's status (access.discovered and access.exports_expired do not)
+_REQUEST_EVENTS = {c.ACTION: c for c in (events.AccessReceived, events.AccessRejected, events.AccessDelivered, events.AccessFailed)}
+
+
 def list_requests(ledger: Ledger) -> list[AccessRequest]:
     out: dict[str, AccessRequest] = {}
     for e in ledger.events("access."):
-        d = e.details
-        rid = d.get("request_id")
+        cls = _REQUEST_EVENTS.get(e.action)
+        ev = cls.from_payload(e.details) if cls else None
+        rid = getattr(ev, "request_id", "")
         if not rid:
             continue
-        verb = e.action.removeprefix("access.")
-        if verb == "received":
-            out[rid] = AccessRequest(rid, e.subject_hash, "received", d.get("requested_at") or e.occurred_at, e.occurred_at,
-                                     d.get("source", ""), d.get("requested_by", ""))
-        elif verb == "rejected" and rid not in out:
-            out[rid] = AccessRequest(rid, e.subject_hash, "rejected", e.occurred_at, e.occurred_at, d.get("source", ""),
-                                     failure=f"rejected: {d.get('code')}")
-        elif rid in out and verb == "delivered":
+        if isinstance(ev, events.AccessReceived):
+            out[rid] = AccessRequest(rid, e.subject_hash, "received", ev.requested_at or e.occurred_at, e.occurred_at, ev.source, ev.requested_by)
+        elif isinstance(ev, events.AccessRejected) and rid not in out:
+            out[rid] = AccessRequest(rid, e.subject_hash, "rejected", e.occurred_at, e.occurred_at, ev.source, failure=f"rejected: {ev.code}")
+        elif rid in out and isinstance(ev, events.AccessDelivered):
             r = out[rid]
-            r.status, r.delivered_at, r.export_id, r.export_path = "delivered", e.occurred_at, d.get("export_id"), d.get("export_path")
-        elif rid in out and verb == "failed":
-            out[rid].status, out[rid].failure = "failed", d.get("failure")
+            r.status, r.delivered_at, r.export_id, r.export_path = "delivered", e.occurred_at, ev.export_id, ev.export_path
+        elif rid in out and isinstance(ev, events.AccessFailed):
+            out[rid].status, out[rid].failure = "failed", ev.failure
     return sorted(out.values(), key=lambda r: (r.requested_at, r.request_id))
 
 
@@ -171,8 +173,8 @@ def get_request(ledger: Ledger, request_id: str) -> AccessRequest | None:
 
 
 def record_rejection(ledger: Ledger, request_id: str, code: str, detail: str, *, source: str, subject_hash_: str | None = None) -> None:
-    ledger.append_event("access.rejected", {"request_id": request_id, "code": code, "detail": detail[:300], "source": source},
-                        actor="access", subject_hash=subject_hash_)
+    events.record(ledger, events.AccessRejected(request_id=request_id, code=code, detail=detail[:300], source=source),
+                  actor="access", subject_hash=subject_hash_)
 
 
 def intake(settings, ledger: Ledger, req: er_intake.ErasureRequest, *, now: datetime | None = None) -> er_intake.IntakeResult:
@@ -187,9 +189,9 @@ def intake(settings, ledger: Ledger, req: er_intake.ErasureRequest, *, now: date
                          source=req.source, subject_hash_=existing.subject_hash if existing.subject_hash == h else None)
         return er_intake.IntakeResult(False, req.request_id, "duplicate_request", f"request {req.request_id} already exists ({existing.status})")
     er_intake._write_private(pending, {"request": asdict(req)})
-    ledger.append_event("access.received", {"request_id": req.request_id, "source": req.source, "requested_at": req.requested_at,
-                                            "requested_by": req.requested_by}, actor="access", subject_hash=h,
-                        occurred_at=iso(_utc(now)) if now else None)
+    events.record(ledger, events.AccessReceived(request_id=req.request_id, source=req.source, requested_at=req.requested_at,
+                                                requested_by=req.requested_by), actor="access", subject_hash=h,
+                  occurred_at=iso(_utc(now)) if now else None)
     return er_intake.IntakeResult(True, req.request_id)
 
 
@@ -415,14 +417,14 @@ def process_requests(settings, request_ids: list[str] | None = None, *, ledger: 
             requested = _parse_ts(req["requested_at"])
             deadline = requested + timedelta(days=SLA_DAYS)
             with ledger.begin() as conn:
-                ev = ledger.append_event("access.discovered", {"request_id": rid, "export_id": xid, "found": fields["found"],
-                                                               "summary": fields["summary"], "commitment": fields["content_commitment"]["sha256"]},
-                                         actor=actor, subject_hash=fields["subject_hash"], conn=conn)
+                ev = events.record(ledger, events.AccessDiscovered(request_id=rid, export_id=xid, found=fields["found"], summary=fields["summary"],
+                                                                   commitment=fields["content_commitment"]["sha256"]),
+                                   actor=actor, subject_hash=fields["subject_hash"], conn=conn)
             fields.update({
                 "certificate_id": xid, "export_id": xid, "request_id": rid, "requested_by": req["requested_by"], "request_source": req["source"],
                 "requested_at": req["requested_at"], "deadline": iso(deadline), "deadline_met": gen <= deadline,
                 "software_version": __version__,
-                "ledger_anchor": {"event": "access.discovered", "event_hash": ev.event_hash, "event_seq": ev.seq},
+                "ledger_anchor": {"event": events.AccessDiscovered.ACTION, "event_hash": ev.event_hash, "event_seq": ev.seq},
             })
             key, pub = load_or_create_signing_key(settings)
             doc = certs.sign(fields, key)
@@ -440,8 +442,8 @@ def process_requests(settings, request_ids: list[str] | None = None, *, ledger: 
                 deadline_met=fields["deadline_met"], deletes_at=fields["export_retention"]["deletes_at"],
             ), actor=actor, subject_hash=fields["subject_hash"])
         except Exception as exc:  # noqa: BLE001 - recorded, the request stays visible as failed
-            ledger.append_event("access.failed", {"request_id": rid, "failure": f"{type(exc).__name__}: {str(exc)[:300]}"}, actor=actor,
-                                subject_hash=row.subject_hash)
+            events.record(ledger, events.AccessFailed(request_id=rid, failure=f"{type(exc).__name__}: {str(exc)[:300]}"), actor=actor,
+                          subject_hash=row.subject_hash)
             pf.unlink(missing_ok=True)
             outcomes.append({"request_id": rid, "status": "failed", "failure": f"{type(exc).__name__}: {exc}"})
             continue
@@ -480,7 +482,7 @@ def expire_exports(settings, *, now: datetime | None = None, dry_run: bool = Fal
             if not dry_run:
                 shutil.rmtree(d)
     if gone and not dry_run:
-        (ledger or as_governance(settings).ledger).append_event("access.exports_expired", {"export_ids": gone, "policy_days": days}, actor="retention")
+        events.record(ledger or as_governance(settings).ledger, events.AccessExportsExpired(export_ids=gone, policy_days=days), actor="retention")
     return gone
 
 

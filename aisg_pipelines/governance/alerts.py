@@ -24,9 +24,10 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from . import events
 from .ledger import Ledger
 
-ALERT_ACTION = "alert.sent"
+ALERT_ACTION = events.AlertSent.ACTION
 WEBHOOK_ENV = "AISG_ALERT_WEBHOOK_URL"
 UI_URL_ENV = "AISG_DAGSTER_UI_URL"
 COLORS = {"critical": "#8b0000", "error": "danger", "warning": "warning", "info": "good"}
@@ -71,7 +72,7 @@ def ui_link(path: str) -> str:
 
 
 def alerted_incidents(ledger: Ledger) -> set[str]:
-    return {e.details.get("incident", "") for e in ledger.events(ALERT_ACTION)}
+    return {events.AlertSent.from_payload(e.details).incident for e in ledger.events(ALERT_ACTION)}
 
 
 def post(url: str, payload: dict, timeout: float = 10.0) -> int:
@@ -95,8 +96,8 @@ def send_alert(ledger: Ledger, alert: Alert, *, url: str | None = None, actor: s
         return False
     url = webhook_url() if url is None else url
     status = post(url, alert.payload()) if url else None
-    ledger.append_event(ALERT_ACTION, {
-        "incident": alert.incident, "kind": alert.kind, "severity": alert.severity, "title": alert.title[:300],
-        "delivered": bool(url), "http_status": status, "channel": "webhook" if url else "none",
-    }, actor=actor)
+    events.record(ledger, events.AlertSent(
+        incident=alert.incident, kind=alert.kind, severity=alert.severity, title=alert.title[:300],
+        delivered=bool(url), http_status=status, channel="webhook" if url else "none",
+    ), actor=actor)
     return True

@@ -41,14 +41,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from . import events
 from .ids import DOC_ID_RE, batched, require, sha256_hex
 from .ledger import Ledger, canonical_json, ingest_batch_files, ingest_batches, iso, metadata
 from .store import CHUNKS, DOCUMENTS, EMBEDDINGS_PREFIX, METRICS, SYSTEM_LOGS, LanceStore
 
 SIDECAR_SUFFIX = ".meta.json"  # same as landing.SIDECAR_SUFFIX (not imported: landing is the ingest side's)
 TELEMETRY_TABLES = {"system_logs": SYSTEM_LOGS, "metrics": METRICS}
-INTENT_ACTION = "cascade.intent"
-RESULT_ACTION = "cascade.result"
+INTENT_ACTION = events.CascadeIntent.ACTION
+RESULT_ACTION = events.CascadeResult.ACTION
 
 # Open intents: the resolved plan of a cascade that has started and not yet recorded its
 # result. The id list lives here only while the intent is open (it is wiped on completion,
@@ -337,9 +338,9 @@ def run_cascade(
     cid = str(uuid.uuid4())
     body = asdict(plan)
     with ledger.begin() as conn:
-        ev = ledger.append_event(INTENT_ACTION, {**(details or {}), "cascade_id": cid, "cause": cause, "planned": plan.planned,
-                                                 "ids_sha256": plan.digest(body), "documents": len(plan.doc_ids), "chunks": len(plan.chunk_ids)},
-                                 actor=actor, subject_hash=subject_hash, conn=conn)
+        ev = events.record(ledger, events.CascadeIntent(cascade_id=cid, cause=cause, planned=plan.planned, ids_sha256=plan.digest(body),
+                                                        documents=len(plan.doc_ids), chunks=len(plan.chunk_ids), details=dict(details or {})),
+                           actor=actor, subject_hash=subject_hash, conn=conn)
         conn.execute(cascade_intents.insert().values(cascade_id=cid, cause=cause[:64], actor=actor[:128], status="open", created_at=iso(),
                                                      subject_hash=subject_hash, plan=plan.to_json(body), intent_event_id=ev.event_id))
     return _execute(store, ledger, cid, plan, cause=cause, actor=actor, subject_hash=subject_hash, partitions=partitions,
@@ -577,8 +578,8 @@ def _close(ledger: Ledger, cid: str, res: CascadeResult, *, actor: str, subject_
                            .values(status="done", completed_at=iso(), plan="{}"))
         if upd.rowcount != 1:
             return  # completed concurrently by another resume: its result is recorded
-        ledger.append_event(RESULT_ACTION, {"cascade_id": cid, "cause": res.cause, "resumed": res.resumed, "planned": res.planned,
-                                            **res.counts()}, actor=actor, subject_hash=subject_hash, conn=conn)
+        events.record(ledger, events.CascadeResult(cascade_id=cid, cause=res.cause, resumed=res.resumed, planned=res.planned, **res.counts()),
+                      actor=actor, subject_hash=subject_hash, conn=conn)
 
 
 # -- physical purge ---------------------------------------------------------------------

@@ -49,6 +49,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from . import events
 from .bytescan import (
     ApiCheck,
     PatternScanner,
@@ -452,8 +453,8 @@ def _start(run: _Run, reqs: dict[str, dict]) -> None:
     with ledger.begin() as conn:
         for rid in reqs:
             if _update(ledger, rid, conn, expect=["received"], status="in_progress", started_at=iso(now)):
-                ledger.append_event("erasure.started", {"request_id": rid}, actor=run.actor,
-                                    subject_hash=get_request(ledger, rid)["subject_hash"], conn=conn)
+                events.record(ledger, events.ErasureStarted(request_id=rid), actor=run.actor,
+                              subject_hash=get_request(ledger, rid)["subject_hash"], conn=conn)
                 _mark(ledger, rid, "started", now, conn=conn)
 
 
@@ -491,8 +492,8 @@ def _discover_step(run: _Run, in_progress: dict[str, dict]) -> _Discovered:
         _write_private(run.pending_file(rid), p)
         commitment = man.commitment()
         _mark(ledger, rid, "discovered", run.clock(), counts=man.counts(), commitment=commitment)
-        ledger.append_event("erasure.discovered", {"request_id": rid, "counts": man.counts(), "commitment": commitment["sha256"], "items": commitment["items"]},
-                            actor=run.actor, subject_hash=row["subject_hash"])
+        events.record(ledger, events.ErasureDiscovered(request_id=rid, counts=man.counts(), commitment=commitment["sha256"], items=commitment["items"]),
+                      actor=run.actor, subject_hash=row["subject_hash"])
     to_verify = {rid: p for rid, p in in_progress.items() if rid in manifests and run.status(rid) == "in_progress"}
     return _Discovered(to_verify, {rid: manifests[rid] for rid in to_verify}, ctx, primary)
 
@@ -543,8 +544,8 @@ def _purge_step(run: _Run, found: _Discovered, touched: set[str]) -> None:
     with run.ledger.begin() as conn:
         for rid in found.to_verify:
             _mark(run.ledger, rid, "purged", run.clock(), conn=conn, purge=purge_summary)
-            run.ledger.append_event("erasure.purged", {"request_id": rid, "tables": sorted(pst["tables"]), "bytes_reclaimed": pst["bytes_reclaimed"],
-                                                       "versions_removed": pst["versions_removed"]}, actor=run.actor, conn=conn)
+            events.record(run.ledger, events.ErasurePurged(request_id=rid, tables=sorted(pst["tables"]), bytes_reclaimed=pst["bytes_reclaimed"],
+                                                           versions_removed=pst["versions_removed"]), actor=run.actor, conn=conn)
 
 
 def _verify_step(run: _Run, found: _Discovered) -> None:
@@ -572,9 +573,9 @@ def _verify_step(run: _Run, found: _Discovered) -> None:
             continue
         stamp = run.clock()
         with ledger.begin() as conn:
-            ev = ledger.append_event("erasure.verified", {"request_id": rid, "files_scanned": rep.files_scanned, "bytes_scanned": rep.bytes_scanned,
-                                                          "versions_checked": api.versions_checked, "api_matches": 0, "byte_matches": 0},
-                                     actor=run.actor, subject_hash=get_request(ledger, rid)["subject_hash"], conn=conn)
+            ev = events.record(ledger, events.ErasureVerified(request_id=rid, files_scanned=rep.files_scanned, bytes_scanned=rep.bytes_scanned,
+                                                              versions_checked=api.versions_checked, api_matches=0, byte_matches=0),
+                               actor=run.actor, subject_hash=get_request(ledger, rid)["subject_hash"], conn=conn)
             verification["ledger_event_hash"] = ev.event_hash
             verification["ledger_event_seq"] = ev.seq
             prog = _progress(ledger, rid)
@@ -645,7 +646,7 @@ def _fail(ledger: Ledger, rid: str, failure: str, now: datetime, **extra) -> Non
         prog.update(extra)
         _update(ledger, rid, conn, status="failed", failure=failure[:4000], failed_at=iso(now), progress=prog)
         row = conn.execute(sa.select(erasure_requests.c.subject_hash).where(erasure_requests.c.request_id == rid)).scalar()
-        ledger.append_event("erasure.failed", {"request_id": rid, "failure": failure[:500]}, actor="erasure", subject_hash=row, conn=conn)
+        events.record(ledger, events.ErasureFailed(request_id=rid, failure=failure[:500]), actor="erasure", subject_hash=row, conn=conn)
 
 
 def _outcome(row: dict) -> RequestOutcome:

@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from . import events
 from .context import age_days, as_governance
 from .ids import SUBJECT_ID_RE, sha256_hex, subject_hash
 from .landing import REASON_SUFFIX
@@ -201,8 +202,8 @@ def record_rejection(ledger: Ledger, request_id: str, code: str, detail: str, *,
                 requested_by=(requested_by or "")[:256] or None, requested_at=stamp, received_at=stamp, failed_at=stamp,
                 source=source, progress="{}",
             ))
-        ledger.append_event("erasure.rejected", {"request_id": request_id, "code": code, "new_row": exists is None, "source": source},
-                            actor="erasure", subject_hash=subject_hash_, conn=conn)
+        events.record(ledger, events.ErasureRejected(request_id=request_id, code=code, new_row=exists is None, source=source),
+                      actor="erasure", subject_hash=subject_hash_, conn=conn)
 
 
 def intake(settings, ledger: Ledger, req: ErasureRequest, *, now: datetime | None = None) -> IntakeResult:
@@ -231,8 +232,8 @@ def intake(settings, ledger: Ledger, req: ErasureRequest, *, now: datetime | Non
             request_id=req.request_id, subject_hash=h, status="received", reason=req.reason[:2000], requested_by=req.requested_by,
             requested_at=req.requested_at, received_at=stamp, source=req.source, progress="{}",
         ))
-        ledger.append_event("erasure.received", {"request_id": req.request_id, "source": req.source, "requested_at": req.requested_at},
-                            actor="erasure", subject_hash=h, conn=conn)
+        events.record(ledger, events.ErasureReceived(request_id=req.request_id, source=req.source, requested_at=req.requested_at),
+                      actor="erasure", subject_hash=h, conn=conn)
     return IntakeResult(True, req.request_id)
 
 

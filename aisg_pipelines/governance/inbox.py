@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from . import access
+from . import access, events
 from .erasure_intake import RequestRejected, _move_rejected, _raw_subject, _redact, intake, parse_request, record_rejection
 from .ids import sha256_hex
 from .ledger import Ledger
@@ -61,10 +61,10 @@ def scan_inbox(settings, ledger: Ledger, *, now: datetime | None = None) -> Inbo
             continue
         if res.accepted:
             if not getattr(res, "redelivery", False):  # who asked, and what vouched for the request (issue 13)
-                ledger.append_event("inbox.authenticated", {
-                    "request_id": res.request_id, "type": req.type, "requested_by": req.requested_by,
-                    "approved_by": "hmac-sha256:/analytics/erase" if key is not None else "unsigned:no key configured",
-                }, actor="erasure_inbox")
+                events.record(ledger, events.InboxAuthenticated(
+                    request_id=res.request_id, type=req.type, requested_by=req.requested_by,
+                    approved_by="hmac-sha256:/analytics/erase" if key is not None else "unsigned:no key configured",
+                ), actor="erasure_inbox")
             path.unlink(missing_ok=True)
             out.accepted.append(res.request_id)
         else:

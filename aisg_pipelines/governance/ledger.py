@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from . import events
 from .ids import sha256_hex
 from .periods import iso, utcnow  # noqa: F401  (re-exported: the ledger's timestamp format)
 
@@ -208,7 +209,7 @@ class LedgerTampered(RuntimeError):
     """The chain does not verify; retention refuses to remove evidence of that."""
 
 
-PRUNE_ACTION = "ledger.pruned"
+PRUNE_ACTION = events.LedgerPruned.ACTION
 
 
 def _event_problems(r, prev: str) -> list[str]:
@@ -368,9 +369,9 @@ class Ledger:
             if last_prune_record is None or last_prune_record.event_id != cp.record_event_id:
                 problems.append(f"checkpoint through seq={cp.through_seq} is not the one recorded by the newest {PRUNE_ACTION} event in the chain: the checkpoint table was edited")
             else:
-                recorded = json.loads(last_prune_record.details)
+                recorded = events.LedgerPruned.from_payload(json.loads(last_prune_record.details))
                 for key in ("through_seq", "anchor_hash", "pruned_digest", "events_pruned_total"):
-                    if recorded.get(key) != getattr(cp, key):
+                    if getattr(recorded, key) != getattr(cp, key):
                         problems.append(f"checkpoint {key} does not match the {PRUNE_ACTION} event seq={last_prune_record.seq}")
         elif last_prune_record is not None:
             problems.append(f"the chain records a prune (event seq={last_prune_record.seq}) but its checkpoint is missing")
@@ -419,7 +420,7 @@ class Ledger:
                 "anchor_hash": last.event_hash, "pruned_digest": digest.hexdigest(),
                 "oldest_pruned_at": oldest, "newest_pruned_at": newest,
             }
-            ev = self._append(conn, PRUNE_ACTION, record, "retention", None, now)
+            ev = self._append(conn, PRUNE_ACTION, events.LedgerPruned(**record).to_payload(), "retention", None, now)
             conn.execute(ledger_checkpoints.insert().values(created_at=ev.occurred_at, record_event_id=ev.event_id, **record))
             conn.execute(audit_events.delete().where(audit_events.c.seq <= last.seq))
             return LedgerPrune(cutoff=cutoff, expired=expired, pruned=prunable, prunable=prunable, held=held,
@@ -473,19 +474,15 @@ class Ledger:
         hold_id = str(uuid.uuid4())
         with self.engine.begin() as conn:
             conn.execute(legal_holds.insert().values(hold_id=hold_id, scope=scope, target_hash=target_hash, reason=reason, created_at=iso()))
-            self.append_event("legal_hold.added", {"hold_id": hold_id, "scope": scope, "reason": reason}, subject_hash=target_hash if scope == "subject" else None, conn=conn)
+            events.record(self, events.LegalHoldAdded(hold_id=hold_id, scope=scope, reason=reason), subject_hash=target_hash if scope == "subject" else None, conn=conn)
         return hold_id
 
     def release_legal_hold(self, hold_id: str, reason: str | None = None, released_by: str | None = None) -> None:
         """Release one hold; the audit event records why and who approved it (the CLI requires both)."""
-        details: dict[str, Any] = {"hold_id": hold_id}
-        if reason is not None:
-            details["reason"] = reason
-        if released_by is not None:
-            details["approved_by"] = released_by
         with self.engine.begin() as conn:
             conn.execute(legal_holds.update().where(legal_holds.c.hold_id == hold_id).values(released_at=iso()))
-            self.append_event("legal_hold.released", details, actor=released_by or "aisg_pipelines", conn=conn)
+            events.record(self, events.LegalHoldReleased(hold_id=hold_id, reason=reason, approved_by=released_by),
+                          actor=released_by or "aisg_pipelines", conn=conn)
 
     def active_holds(self) -> dict[str, set[str]]:
         """{'subject': {hash, ...}, 'document': {hash, ...}} of holds not released."""

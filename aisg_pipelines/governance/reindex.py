@@ -40,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import events
 from .ids import VERSION_NAME_RE, require
 from .ledger import Ledger
 from .quality import ExpectationOutcome, QualityResult
@@ -736,17 +737,15 @@ def reindex(
             rep.parity = parity_gate(store, version, reference, queries=parity_queries)
             rep.reasons += rep.parity.reasons
             rep.seconds += rep.parity.seconds
-            ledger.append_event("embed_version.parity", {"name": version.name, "backend": version.backend, "passed": rep.parity.passed,
-                                                         "reasons": rep.parity.reasons, **rep.parity.figures()})
+            events.record(ledger, events.EmbedVersionParity(name=version.name, backend=version.backend, passed=rep.parity.passed,
+                                                            reasons=rep.parity.reasons, figures=rep.parity.figures()))
     out.validation = rep
     out.validate_seconds = rep.seconds
     if not rep.passed:
         out.status = version.status
         out.seconds = time.perf_counter() - t0
-        failed = {"name": version.name, "reasons": rep.reasons[:10], "chunks": rep.chunks, "vectors": rep.vectors}
-        if rep.parity is not None:
-            failed["parity"] = rep.parity.figures()
-        ledger.append_event("embed_version.validation_failed", failed)
+        events.record(ledger, events.EmbedVersionValidationFailed(name=version.name, reasons=rep.reasons[:10], chunks=rep.chunks, vectors=rep.vectors,
+                                                                  parity=rep.parity.figures() if rep.parity is not None else None))
         raise ValidationFailed(version.name, rep)
     if not is_active:
         version = registry.transition(version.name, "validated")
@@ -755,16 +754,13 @@ def reindex(
             out.activated = True
     out.status = version.status
     out.seconds = time.perf_counter() - t0
-    ledger.append_event(
-        "embed_version.reindex",
-        {
-            "name": version.name, "previous": out.previous_active, "activated": out.activated, "batches": out.batches, "chunks": out.chunks,
-            "embedded": out.embedded, "skipped": out.skipped, "stale_removed": out.stale_removed, "seconds": round(out.seconds, 3),
-            "chunks_per_second": round(out.embedded_per_second, 2), "self_top1": rep.self_top1, "sample_size": rep.sample_size,
-            "vectors": rep.vectors, "gate_reused": out.gate_reused, "gate_state": state, "backend": version.backend,
-            **({"parity": rep.parity.figures()} if rep.parity is not None else {}),
-        },
-    )
+    events.record(ledger, events.EmbedVersionReindex(
+        name=version.name, previous=out.previous_active, activated=out.activated, batches=out.batches, chunks=out.chunks,
+        embedded=out.embedded, skipped=out.skipped, stale_removed=out.stale_removed, seconds=round(out.seconds, 3),
+        chunks_per_second=round(out.embedded_per_second, 2), self_top1=rep.self_top1, sample_size=rep.sample_size,
+        vectors=rep.vectors, gate_reused=out.gate_reused, gate_state=state, backend=version.backend,
+        parity=rep.parity.figures() if rep.parity is not None else None,
+    ))
     return out
 
 

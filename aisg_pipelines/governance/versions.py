@@ -185,7 +185,7 @@ class VersionRegistry:
                     params_hash=params_hash, status="registered", registered_at=now, backend=spec.backend, quantization=spec.quantization,
                 )
             )
-            self.ledger.append_event("embed_version.registered", {"name": spec.name, **meaning}, conn=conn)
+            events.record(self.ledger, events.EmbedVersionRegistered(name=spec.name, meaning=meaning), conn=conn)
         return self.require(spec.name), True
 
     def transition(self, name: str, status: str, conn=None) -> EmbedVersion:
@@ -198,7 +198,8 @@ class VersionRegistry:
 
         def _do(c):
             c.execute(embed_versions.update().where(embed_versions.c.name == name).values(status=status, **{stamp: iso()}))
-            self.ledger.append_event(f"embed_version.{status}", {"name": name, "from": v.status}, conn=c)
+            events.record(self.ledger, events.EmbedVersionTransition(name=name, from_status=v.status),
+                          action=events.EmbedVersionTransition.action_for(status), conn=c)
 
         if conn is not None:
             _do(conn)
@@ -224,12 +225,12 @@ class VersionRegistry:
 
     def previous_active(self) -> EmbedVersion | None:
         """The version that was active before the current one (the rollback target)."""
-        events = [e for e in self.ledger.events("embed_version.") if e.action in ("embed_version.activate", "embed_version.rollback", "embed_version.bootstrap")]
+        switches = [events.EmbedVersionSwitch.from_payload(e.details, e.action) for e in self.ledger.events("embed_version.")
+                    if e.action in events.EmbedVersionSwitch.ACTIONS]
         active = self.active()
-        for e in reversed(events):
-            prev = e.details.get("previous")
-            if e.details.get("name") == (active.name if active else None) and prev:
-                return self.get(prev)
+        for sw in reversed(switches):
+            if sw.name == (active.name if active else None) and sw.previous:
+                return self.get(sw.previous)
         return None
 
 

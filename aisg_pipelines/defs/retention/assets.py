@@ -108,6 +108,7 @@ def retention_report(
     config: RetentionConfig,
     governance: GovernanceResource,
 ) -> dg.MaterializeResult:
+    from ...governance import events
     from ...governance.retention import PARTITIONS, load_policies, run_retention
 
     settings = governance.context()
@@ -129,7 +130,7 @@ def retention_report(
                     led.forget_batch(key)
             removed[name] = n
         if removed:
-            led.append_event("retention.partitions_removed", {"removed": removed, "as_of": res.as_of}, actor="retention")
+            events.record(led, events.RetentionPartitionsRemoved(removed=removed, as_of=res.as_of), actor="retention")
     md: dict = {
         "dagster/row_count": res.total_deleted_rows,
         "as_of": res.as_of,
