@@ -1,4 +1,4 @@
-"""The payloads of the ledger events that other modules read back: one dataclass per action.
+"""The payloads of the ledger events: one dataclass per action the package writes (`declared()`).
 
 Producers write `Event(...).to_payload()` (or `record(ledger, event)`), readers (the compliance
 report, the Prometheus gauges, ledger verification) read `Event.from_payload(e.details)`, so both
