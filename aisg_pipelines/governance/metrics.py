@@ -30,6 +30,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter as PromCounter, Gauge, write_to_textfile
 
+from .events import IngestDocuments
 from .ledger import Ledger
 
 
@@ -61,8 +62,8 @@ def quarantined_by_reason(quarantine_dir: Path) -> dict[str, int]:
 
 def pii_scrubbed_totals(ledger: Ledger) -> dict[str, int]:
     totals: Counter = Counter()
-    for e in ledger.events("ingest.documents"):
-        for k, v in (e.details.get("pii_removed") or {}).items():
+    for e in ledger.events(IngestDocuments.ACTION):
+        for k, v in IngestDocuments.from_payload(e.details).pii_removed.items():
             totals[str(k)] += int(v or 0)
     return dict(totals)
 
