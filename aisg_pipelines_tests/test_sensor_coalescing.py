@@ -102,7 +102,7 @@ import json, sys
 import dagster as dg
 from aisg_pipelines.definitions import build_defs
 with dg.DagsterInstance.get() as instance:
-    build_defs().get_job_def("ingest_batch").execute_in_process(instance=instance, tags=json.loads(sys.argv[1]))
+    build_defs().resolve_job_def("ingest_batch").execute_in_process(instance=instance, tags=json.loads(sys.argv[1]))
 """
 
 
