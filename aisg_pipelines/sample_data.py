@@ -63,17 +63,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-ENTITY_TYPES: tuple[str, ...] = (
-    "KR_RRN",
-    "EMAIL_ADDRESS",
-    "PHONE_NUMBER",
-    "CREDIT_CARD",
-    "IP_ADDRESS",
-    "URL",
-    "KR_BANK_ACCOUNT",
-    "KR_PASSPORT",
-    "KR_DRIVER_LICENSE",
-)  # same as aisg_pipelines.governance.pii.ENTITY_TYPES (not imported: keep this module light)
+from .governance.pii import ENTITY_TYPES  # the scrubber's kinds; pii imports only the stdlib at load
 
 REQUIRED_SIDECAR_FIELDS = ("doc_id", "subject_id", "uploaded_at", "category", "source")
 SOURCES = ("aisg-web", "aisg-api", "aisg-mobile")

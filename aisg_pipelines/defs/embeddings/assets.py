@@ -4,7 +4,7 @@
 import dagster as dg
 
 from ..retry import aisg_retry
-from ..metadata import column_schema
+from ..metadata import embedded_batch_metadata
 from ..partitions import embeddings_partitions
 from ..resources import EmbeddingModelResource, GovernanceResource
 
@@ -33,7 +33,6 @@ def embeddings(
     embedding_model: EmbeddingModelResource,
 ) -> dg.MaterializeResult:
     from ...governance.pipeline import embed_batch
-    from ...governance.store import embeddings_schema
     from ...governance.versions import VersionRegistry
 
     gov = governance.context()
@@ -50,19 +49,9 @@ def embeddings(
     res = embed_batch(store, version, batch_id, batch_size=embedding_model.batch_size, progress=progress)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": res.chunks,
-            "dagster/column_schema": column_schema(embeddings_schema(version.dims)),
-            "embed_version": version.name,
-            "model_name": version.model_name,
-            "weights_fingerprint": version.weights_fingerprint,
-            "dims": version.dims,
-            "embedded": res.embedded,
-            "skipped_unchanged": res.skipped,
-            "stale_removed": res.stale_removed,
+            **embedded_batch_metadata(version, res),
             # commits retried after a conflict with another run writing the same table (parallel backfill)
             "commit_retries": store.commit_retries,
-            "chunks_per_second": round(res.chunks_per_second, 2),
-            "seconds": round(res.seconds, 3),
             "summary": dg.MetadataValue.md(
                 f"**{version.name}** batch `{batch_id}`: {res.chunks} chunks, {res.embedded} embedded now, "
                 f"{res.skipped} unchanged, {res.stale_removed} stale vectors removed, {res.chunks_per_second:.1f} chunks/s."

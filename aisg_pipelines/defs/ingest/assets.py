@@ -22,7 +22,7 @@ import dagster as dg
 
 from ...governance.chunking import ChunkerParams
 from ..retry import aisg_retry
-from ..metadata import column_schema, counts_table, md_table
+from ..metadata import column_schema, counts_table, embedded_batch_metadata, md_table
 from ..partitions import embed_versions, embeddings_key, ingest_batches
 from ..resources import EmbeddingModelResource, GovernanceResource, PiiScrubberResource
 
@@ -174,7 +174,6 @@ def embed_active(context, store, version, batch_ids: list[str], batch_size: int)
     batch as soon as its vectors are written, then embeddings_valid per batch."""
     from ...governance.checks import check_embeddings
     from ...governance.pipeline import embed_batches
-    from ...governance.store import embeddings_schema
 
     if not context.instance.has_dynamic_partition(embed_versions.name, version.name):
         context.instance.add_dynamic_partitions(embed_versions.name, [version.name])
@@ -187,19 +186,7 @@ def embed_active(context, store, version, batch_ids: list[str], batch_size: int)
                 asset_key="embeddings",
                 partition=str(embeddings_key(version.name, r.batch_id)),
                 description=f"embedded by the ingest run under the active version {version.name}",
-                metadata={
-                    "dagster/row_count": r.chunks,
-                    "dagster/column_schema": column_schema(embeddings_schema(version.dims)),
-                    "embed_version": version.name,
-                    "model_name": version.model_name,
-                    "weights_fingerprint": version.weights_fingerprint,
-                    "dims": version.dims,
-                    "embedded": r.embedded,
-                    "skipped_unchanged": r.skipped,
-                    "stale_removed": r.stale_removed,
-                    "chunks_per_second": round(r.chunks_per_second, 2),
-                    "seconds": round(r.seconds, 3),
-                },
+                metadata=embedded_batch_metadata(version, r),
             )
         )
 
