@@ -6,6 +6,7 @@ same settings, so a path configured once is the same path everywhere.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +141,6 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        import json
 
         data = _path("AISG_DATA_DIR", default_data_dir())
         return cls(
@@ -159,5 +159,20 @@ class Settings:
             pii_operators=os.environ.get("AISG_PII_OPERATORS", ""),
             embed_batch_size=int(os.environ.get("AISG_EMBED_BATCH_SIZE", "32")),
             landing_settle_seconds=float(os.environ.get("AISG_LANDING_SETTLE_SECONDS", "10")),
-            lancedb_storage_options=json.loads(os.environ.get("AISG_LANCEDB_STORAGE_OPTIONS") or "{}"),
+            lancedb_storage_options=parse_storage_options(os.environ.get("AISG_LANCEDB_STORAGE_OPTIONS", "")),
         )
+
+
+def parse_storage_options(text: str) -> dict:
+    """AISG_LANCEDB_STORAGE_OPTIONS: blank, or a JSON object. A typo in the deployment's config is
+    refused with the variable's name instead of a bare JSONDecodeError deep inside a run."""
+    if not (text or "").strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"AISG_LANCEDB_STORAGE_OPTIONS is not valid JSON ({exc.msg} at char {exc.pos}); "
+                         'expected an object such as {"region": "us-east-1"}') from None
+    if not isinstance(value, dict):
+        raise ValueError(f"AISG_LANCEDB_STORAGE_OPTIONS must be a JSON object, got {type(value).__name__}")
+    return value

@@ -66,3 +66,24 @@ def test_one_governance_resource_for_every_definition(settings):
             keys |= set(node.required_resource_keys)
     assert keys <= {"governance", "embedding_model", "pii", "erasure_clock", "io_manager"}, keys
     assert "governance" in keys
+
+
+def test_malformed_storage_options_are_refused_with_the_variables_name(tmp_path, monkeypatch):
+    """A careless deployment: a typo in AISG_LANCEDB_STORAGE_OPTIONS fails at start-up, naming the
+    variable, from the environment and from the Dagster resource's field alike."""
+    import pytest
+
+    from aisg_pipelines.defs.resources import GovernanceResource
+
+    monkeypatch.setenv("AISG_DATA_DIR", str(tmp_path))
+    for text, why in (("{region: us-east-1}", "is not valid JSON"), ('["us-east-1"]', "must be a JSON object, got list")):
+        monkeypatch.setenv("AISG_LANCEDB_STORAGE_OPTIONS", text)
+        with pytest.raises(ValueError, match=f"AISG_LANCEDB_STORAGE_OPTIONS {why}"):
+            Governance.from_env()
+    monkeypatch.setenv("AISG_LANCEDB_STORAGE_OPTIONS", '{"region": "us-east-1"}')
+    assert Governance.from_env().settings.lancedb_storage_options == {"region": "us-east-1"}
+    resource = GovernanceResource(**{f: str(tmp_path) for f in ("data_dir", "lancedb_uri", "landing_dir", "quarantine_dir",
+                                                             "logs_dir", "metrics_dir", "exports_dir", "erasure_inbox", "secrets_dir")},
+                                  ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}", lancedb_storage_options="{oops")
+    with pytest.raises(ValueError, match="AISG_LANCEDB_STORAGE_OPTIONS is not valid JSON"):
+        resource.to_settings()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..settings import Settings
+from ..settings import Settings, parse_storage_options
 
 
 def env_or(name: str, default) -> dg.EnvVar | str:
@@ -82,7 +82,7 @@ class GovernanceResource(dg.ConfigurableResource):
             logs_dir=Path(self.logs_dir), metrics_dir=Path(self.metrics_dir), exports_dir=Path(self.exports_dir),
             erasure_inbox=Path(self.erasure_inbox), secrets_dir=Path(self.secrets_dir),
             max_file_bytes=self.max_file_bytes, landing_settle_seconds=self.landing_settle_seconds,
-            lancedb_storage_options=json.loads(self.lancedb_storage_options) if self.lancedb_storage_options else {},
+            lancedb_storage_options=parse_storage_options(self.lancedb_storage_options),
         )
 
     def context(self):
