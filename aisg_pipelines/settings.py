@@ -7,6 +7,7 @@ same settings, so a path configured once is the same path everywhere.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,17 +84,29 @@ ENV_VARS: dict[str, str] = {
 DEFAULT_READER_REFRESH_SECONDS = 5.0
 
 
+def env_number(name: str, default: float, *, kind: type = int, minimum: float | None = None, maximum: float | None = None):
+    """A numeric deployment setting: unset or blank -> `default`; anything that is not a finite
+    `kind` (int: a whole number) within [minimum, maximum] is refused with the variable's name
+    and value, so a typo in a deployment fails where it is read (code location load, run
+    start) with a message that says what to fix, not as a bare `int()` error in a tick."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    what = "a whole number" if kind is int else "a number"
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from None
+    if not math.isfinite(value) or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = " and ".join(b for b in (f">= {minimum}" if minimum is not None else "", f"<= {maximum}" if maximum is not None else "") if b)
+        raise ValueError(f"{name} must be {what}{' ' + bounds if bounds else ''}, got {raw!r}")
+    return value
+
+
 def reader_refresh_seconds() -> float:
     """How stale a reader of the store may be (aisg_pipelines.serving): the active-version
     pointer and table handles are re-checked at most this long after a change."""
-    raw = os.environ.get("AISG_READER_REFRESH_SECONDS", "")
-    try:
-        value = float(raw) if raw else DEFAULT_READER_REFRESH_SECONDS
-    except ValueError:
-        raise ValueError(f"AISG_READER_REFRESH_SECONDS must be a number of seconds, got {raw!r}") from None
-    if not 0 <= value <= 300:
-        raise ValueError(f"AISG_READER_REFRESH_SECONDS must be between 0 and 300, got {value}")
-    return value
+    return env_number("AISG_READER_REFRESH_SECONDS", DEFAULT_READER_REFRESH_SECONDS, kind=float, minimum=0, maximum=300)
 
 
 def reader_grace_seconds() -> float:
@@ -154,11 +167,11 @@ class Settings:
             exports_dir=_path("AISG_EXPORTS_DIR", data / "exports"),
             erasure_inbox=_path("AISG_ERASURE_INBOX", data / "erasure_inbox"),
             secrets_dir=_path("AISG_SECRETS_DIR", data / "secrets"),
-            max_file_bytes=int(os.environ.get("AISG_MAX_FILE_BYTES", "5000000")),
+            max_file_bytes=env_number("AISG_MAX_FILE_BYTES", 5_000_000, minimum=1),
             model_path=os.environ.get("AISG_MODEL_PATH", ""),
             pii_operators=os.environ.get("AISG_PII_OPERATORS", ""),
-            embed_batch_size=int(os.environ.get("AISG_EMBED_BATCH_SIZE", "32")),
-            landing_settle_seconds=float(os.environ.get("AISG_LANDING_SETTLE_SECONDS", "10")),
+            embed_batch_size=env_number("AISG_EMBED_BATCH_SIZE", 32, minimum=1, maximum=4096),
+            landing_settle_seconds=env_number("AISG_LANDING_SETTLE_SECONDS", 10.0, kind=float, minimum=0),
             lancedb_storage_options=parse_storage_options(os.environ.get("AISG_LANCEDB_STORAGE_OPTIONS", "")),
         )
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aisg_pipelines.governance.context import Governance, age_days, as_governance, open_request_ages
 
@@ -87,3 +92,78 @@ def test_malformed_storage_options_are_refused_with_the_variables_name(tmp_path,
                                   ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}", lancedb_storage_options="{oops")
     with pytest.raises(ValueError, match="AISG_LANCEDB_STORAGE_OPTIONS is not valid JSON"):
         resource.to_settings()
+
+
+NUMERIC_SETTINGS = [  # (variable, kind, minimum, maximum): every number a deployment sets in the environment
+    ("AISG_MAX_FILE_BYTES", int, 1, None),
+    ("AISG_EMBED_BATCH_SIZE", int, 1, 4096),
+    ("AISG_LANDING_SETTLE_SECONDS", float, 0, None),
+    ("AISG_READER_REFRESH_SECONDS", float, 0, 300),
+]
+
+
+def test_malformed_numbers_are_refused_with_the_variables_name(tmp_path, monkeypatch):
+    """A careless deployment: a number that is not one, or out of range, fails where the settings
+    are read, naming the variable and the value; blank means the default."""
+    import pytest
+
+    from aisg_pipelines.settings import Settings, reader_refresh_seconds
+
+    monkeypatch.setenv("AISG_DATA_DIR", str(tmp_path))
+    read = lambda var: reader_refresh_seconds() if var == "AISG_READER_REFRESH_SECONDS" else Settings.from_env()  # noqa: E731
+    for var, kind, lo, hi in NUMERIC_SETTINGS:
+        bad = ["abc", "12 MB", "nan", "inf", str(lo - 1)] + ([str(hi + 1)] if hi is not None else []) + (["1.5", "1e3"] if kind is int else [])
+        for text in bad:
+            monkeypatch.setenv(var, text)
+            with pytest.raises(ValueError, match=f"^{var} must be a (whole )?number.*got '{re.escape(text)}'$"):
+                read(var)
+        monkeypatch.setenv(var, " ")
+        read(var)  # blank: the default
+        monkeypatch.setenv(var, f" {lo + 2} ")
+        got = read(var)
+        field = {"AISG_MAX_FILE_BYTES": "max_file_bytes", "AISG_EMBED_BATCH_SIZE": "embed_batch_size",
+                 "AISG_LANDING_SETTLE_SECONDS": "landing_settle_seconds"}.get(var)
+        assert (getattr(got, field) if field else got) == kind(lo + 2)
+        monkeypatch.delenv(var)
+
+
+def test_a_bad_sensor_setting_stops_the_code_location_with_its_name(tmp_path):
+    """AISG_MAX_BATCHES_PER_RUN / AISG_SENSOR_INTERVAL_SECONDS are read when the code location loads:
+    a typo fails the load (what the webserver shows), not the first sensor tick minutes later."""
+    import subprocess
+    import sys
+
+    for var, text, why in (("AISG_MAX_BATCHES_PER_RUN", "twenty", "a whole number"), ("AISG_MAX_BATCHES_PER_RUN", "0", "a whole number >= 1 and <= 10000"),
+                           ("AISG_SENSOR_INTERVAL_SECONDS", "30s", "a whole number")):
+        env = {**os.environ, "AISG_DATA_DIR": str(tmp_path), var: text}
+        p = subprocess.run([sys.executable, "-c", "import aisg_pipelines.definitions"], env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode != 0
+        assert p.stderr.strip().splitlines()[-1] == f"ValueError: {var} must be {why}, got {text!r}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12) | st.from_regex(r"\s*-?[0-9]{1,6}(\.[0-9]{1,3})?(e-?[0-9])?\s*", fullmatch=True),
+       kind=st.sampled_from([int, float]), lo=st.none() | st.integers(-5, 5), span=st.none() | st.integers(0, 1000))
+def test_env_number_returns_a_bounded_number_or_names_the_variable(text, kind, lo, span):
+    """For any text: a finite number of the kind within the bounds, equal to what the text says,
+    or a ValueError that names the variable; never another exception, never an out-of-range value."""
+    import math
+
+    from aisg_pipelines.settings import env_number
+
+    hi = None if span is None or lo is None else lo + span
+    name = "AISG_PROPERTY_NUMBER"
+    os.environ[name] = text
+    try:
+        try:
+            value = env_number(name, 7, kind=kind, minimum=lo, maximum=hi)
+        except ValueError as exc:
+            assert str(exc).startswith(f"{name} must be ")
+            return
+        if not text.strip():
+            assert value == 7
+            return
+        assert isinstance(value, kind) and math.isfinite(value) and value == kind(text.strip())
+        assert (lo is None or value >= lo) and (hi is None or value <= hi)
+    finally:
+        del os.environ[name]

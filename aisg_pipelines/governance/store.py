@@ -123,7 +123,9 @@ class LanceStore:
         self.storage_options = storage_options or None
         self._db = None
         if unverified_grace_seconds is None:
-            unverified_grace_seconds = float(os.environ.get("AISG_PURGE_UNVERIFIED_GRACE_SECONDS", DEFAULT_UNVERIFIED_GRACE_SECONDS))
+            from ..settings import env_number
+
+            unverified_grace_seconds = env_number("AISG_PURGE_UNVERIFIED_GRACE_SECONDS", DEFAULT_UNVERIFIED_GRACE_SECONDS, kind=float, minimum=0)
         self.unverified_grace_seconds = unverified_grace_seconds
         self.commit_retries = 0  # commits retried after a conflict with another writer (`_retry_commit`)
 

@@ -6,12 +6,12 @@ Batches of an ingest run still in flight are left to that run.
 """
 
 
-import os
 
 import dagster as dg
 
 from ..partitions import embeddings_key
 from ..resources import GovernanceResource
+from ...settings import env_number
 
 embed_batch_job = dg.define_asset_job(
     "embed_batch",
@@ -23,7 +23,7 @@ embed_batch_job = dg.define_asset_job(
 
 @dg.sensor(
     job=embed_batch_job,
-    minimum_interval_seconds=int(os.environ.get("AISG_SENSOR_INTERVAL_SECONDS", "30")),
+    minimum_interval_seconds=env_number("AISG_SENSOR_INTERVAL_SECONDS", 30, minimum=1),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "For the active embed_version, requests an embed run for every batch whose chunks were "

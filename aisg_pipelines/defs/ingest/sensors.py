@@ -20,7 +20,6 @@ converges without duplicates.
 
 import hashlib
 import json
-import os
 import time
 
 import dagster as dg
@@ -28,6 +27,7 @@ import dagster as dg
 from ..partitions import embed_versions, ingest_batches
 from ..erasure.sensors import WORKER_TAG, run_worker_dead
 from ..resources import EmbeddingModelResource, GovernanceResource
+from ...settings import env_number
 
 ingest_batch_job = dg.define_asset_job(
     "ingest_batch",
@@ -51,7 +51,10 @@ _IN_FLIGHT = [
 
 
 def max_batches_per_run() -> int:
-    return max(1, int(os.environ.get(MAX_BATCHES_ENV, "20")))
+    return env_number(MAX_BATCHES_ENV, 20, minimum=1, maximum=10_000)
+
+
+max_batches_per_run()  # a bad value stops the code location from loading, with the variable named, not a tick later
 
 
 def ingest_requests(ordered_keys: list[str], pending: list[str], max_per_run: int) -> list[dg.RunRequest]:
@@ -144,7 +147,7 @@ def encode_cursor(pos: tuple[int, str]) -> str:
 
 @dg.sensor(
     job=ingest_batch_job,
-    minimum_interval_seconds=int(os.environ.get("AISG_SENSOR_INTERVAL_SECONDS", "30")),
+    minimum_interval_seconds=env_number("AISG_SENSOR_INTERVAL_SECONDS", 30, minimum=1),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Watches the landing zone. New uploads (by mtime, past the cursor) become ingest "

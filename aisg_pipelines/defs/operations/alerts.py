@@ -11,13 +11,13 @@ AISG_ALERT_SENSOR_INTERVAL_SECONDS (default 30) is how often both sensors look.
 
 
 import json
-import os
 
 import dagster as dg
 
 from ..resources import GovernanceResource
+from ...settings import env_number
 
-INTERVAL = int(os.environ.get("AISG_ALERT_SENSOR_INTERVAL_SECONDS") or 30)
+INTERVAL = env_number("AISG_ALERT_SENSOR_INTERVAL_SECONDS", 30, minimum=1)
 _BATCH = 500
 
 

@@ -7,13 +7,13 @@ scrubbed, quarantined files). Written by the sensor itself, so no run is launche
 AISG_METRICS_INTERVAL_SECONDS (default 300) sets the period.
 """
 
-import os
 
 import dagster as dg
 
 from ..resources import GovernanceResource
+from ...settings import env_number
 
-INTERVAL = int(os.environ.get("AISG_METRICS_INTERVAL_SECONDS") or 300)
+INTERVAL = env_number("AISG_METRICS_INTERVAL_SECONDS", 300, minimum=1)
 
 
 def last_success_by_job(instance: dg.DagsterInstance, job_names) -> dict[str, float | None]:
