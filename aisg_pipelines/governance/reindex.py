@@ -726,10 +726,10 @@ def reindex(
         # Nothing was written and neither table has a new Lance version since the gate last
         # passed on this exact state: its result still holds, and re-running it would cost a
         # full scan of the vectors plus the retrieval sample for an identical answer.
-        rep = ValidationReport(version.name, batches=prior.get("batches", 0), chunks=prior.get("chunks", 0), vectors=prior.get("vectors", 0),
-                               sample_size=prior.get("sample_size", 0), self_top1=prior.get("self_top1", 1.0))
-        if prior.get("parity"):
-            rep.parity = ParityReport(version.name, **{k: v for k, v in prior["parity"].items() if k in ParityReport.__dataclass_fields__})
+        rep = ValidationReport(version.name, batches=prior.batches, chunks=prior.chunks, vectors=prior.vectors, sample_size=prior.sample_size,
+                               self_top1=1.0 if prior.self_top1 is None else prior.self_top1)
+        if prior.parity:
+            rep.parity = ParityReport(version.name, **{k: v for k, v in prior.parity.items() if k in ParityReport.__dataclass_fields__})
         out.gate_reused = True
     else:
         rep = validate_version(store, version, sample_size=sample_size)
@@ -780,14 +780,15 @@ def gate_state(store: LanceStore, version, sample_size: int, *, reference=None, 
     return state
 
 
-def _last_gate(ledger: Ledger, name: str, state: dict) -> dict | None:
+def _last_gate(ledger: Ledger, name: str, state: dict) -> events.EmbedVersionReindex | None:
     """The newest passed gate of `name` recorded on exactly `state`, if it is the newest event
     about that version (no rollback, retirement or failed gate since)."""
     for e in reversed(ledger.events("embed_version.")):
         if e.details.get("name") != name:
             continue
-        if e.action == "embed_version.reindex" and e.details.get("gate_state") == state:
-            return e.details
+        if e.action == events.EmbedVersionReindex.ACTION:
+            run = events.EmbedVersionReindex.from_payload(e.details, e.action)
+            return run if run.gate_state == state else None
         return None
     return None
 
