@@ -73,16 +73,17 @@ def test_readers_never_mix_versions_and_see_switches_within_the_bound(two_versio
     threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
-    switches: list[tuple[float, str]] = []
+    switches: list[tuple[float, float, str]] = []  # (action began, action returned, version expected)
     try:
         wait_for("v1", 0)
         for action, expect in (("activate", "v2"), ("rollback", "v1"), ("activate", "v2")):
+            began = time.monotonic()
             if action == "activate":
                 reg.activate("v2")
             else:
                 assert rollback(store, ledger, sample_size=10).version == "v1"
             done = time.monotonic()
-            switches.append((done, expect))
+            switches.append((began, done, expect))
             wait_for(expect, done + REFRESH)
     finally:
         stop.set()
@@ -96,8 +97,9 @@ def test_readers_never_mix_versions_and_see_switches_within_the_bound(two_versio
         assert set(hit_ids) <= ids[version]
         assert len(hit_ids) == 3
     # Every query that started more than the bound after a switch finished answered from
-    # the new version (until the next switch).
-    for i, (done, expect) in enumerate(switches):
+    # the new version, until the next switch *began*: that switch commits before its call
+    # returns (rollback's commit is its last step), so a reader may see it from then on.
+    for i, (_began, done, expect) in enumerate(switches):
         until = switches[i + 1][0] if i + 1 < len(switches) else float("inf")
         late = [e for e in log if done + REFRESH < e[0] < until]
         assert late and {e[2] for e in late} == {expect}
