@@ -102,32 +102,28 @@ def canonical_quantization(backend: str, quantization) -> str:
     method = quantization.get("method", NBITS_DEFAULTS["method"])
     if method not in QUANT_METHODS:
         raise ValueError(f"quantization method must be one of {list(QUANT_METHODS)}, not {method!r}")
+    # each method takes its own keys only, so the canonical JSON of dynamic/static versions is what it was
+    defaults = NBITS_DEFAULTS if method == "matmul_nbits" else QUANT_DEFAULTS
+    unknown = set(quantization) - set(defaults)
+    if unknown:
+        which = " for matmul_nbits" if method == "matmul_nbits" else ""
+        raise ValueError(f"unknown quantization keys {sorted(unknown)}{which}; allowed: {sorted(defaults)}")
+    q = {**defaults, **quantization}
     if method == "matmul_nbits":
-        # its own keys only, so the canonical JSON of dynamic/static versions is what it was
-        unknown = set(quantization) - set(NBITS_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown quantization keys {sorted(unknown)} for matmul_nbits; allowed: {sorted(NBITS_DEFAULTS)}")
-        q = {**NBITS_DEFAULTS, **quantization}
         q["block_size"], q["accuracy_level"] = int(q["block_size"]), int(q["accuracy_level"])
         if q["block_size"] not in (16, 32, 64, 128, 256):
             raise ValueError(f"matmul_nbits block_size must be 16, 32, 64, 128 or 256, not {q['block_size']}")
         if q["accuracy_level"] not in (0, 1, 2, 3, 4):
             raise ValueError(f"matmul_nbits accuracy_level must be 0..4, not {q['accuracy_level']}")
-        q["exclude_layers"] = sorted(int(x) for x in q["exclude_layers"])
-        q["exclude_nodes"] = sorted(str(x) for x in q["exclude_nodes"])
-        return json.dumps(q, sort_keys=True, separators=(",", ":"))
-    unknown = set(quantization) - set(QUANT_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown quantization keys {sorted(unknown)}; allowed: {sorted(QUANT_DEFAULTS)}")
-    q = {**QUANT_DEFAULTS, **quantization}
-    if q["weight_type"] not in ("QInt8", "QUInt8"):
-        raise ValueError(f"quantization weight_type must be QInt8 or QUInt8, not {q['weight_type']!r}")
-    q["op_types"] = sorted(str(x) for x in q["op_types"])
+    else:
+        if q["weight_type"] not in ("QInt8", "QUInt8"):
+            raise ValueError(f"quantization weight_type must be QInt8 or QUInt8, not {q['weight_type']!r}")
+        q["op_types"] = sorted(str(x) for x in q["op_types"])
+        for k in ("per_channel", "reduce_range", "preprocess", "const_b_only"):
+            q[k] = bool(q[k])
+        q["calibration_texts"] = int(q["calibration_texts"])
     q["exclude_layers"] = sorted(int(x) for x in q["exclude_layers"])
     q["exclude_nodes"] = sorted(str(x) for x in q["exclude_nodes"])
-    for k in ("per_channel", "reduce_range", "preprocess", "const_b_only"):
-        q[k] = bool(q[k])
-    q["calibration_texts"] = int(q["calibration_texts"])
     return json.dumps(q, sort_keys=True, separators=(",", ":"))
 
 
