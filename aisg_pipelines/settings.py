@@ -109,6 +109,11 @@ def reader_refresh_seconds() -> float:
     return env_number("AISG_READER_REFRESH_SECONDS", DEFAULT_READER_REFRESH_SECONDS, kind=float, minimum=0, maximum=300)
 
 
+def sensor_interval_seconds() -> int:
+    """AISG_SENSOR_INTERVAL_SECONDS: minimum interval between ticks of the landing and embed sensors."""
+    return env_number("AISG_SENSOR_INTERVAL_SECONDS", 30, minimum=1)
+
+
 def reader_grace_seconds() -> float:
     """How long a writer that deleted rows waits before it certifies them gone: the readers'
     refresh bound plus a margin for a query already in flight (none when readers re-check
@@ -154,7 +159,6 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-
         data = _path("AISG_DATA_DIR", default_data_dir())
         return cls(
             data_dir=data,

@@ -11,7 +11,7 @@ import dagster as dg
 
 from ..partitions import embeddings_key
 from ..resources import GovernanceResource
-from ...settings import env_number
+from ...settings import sensor_interval_seconds
 
 embed_batch_job = dg.define_asset_job(
     "embed_batch",
@@ -23,7 +23,7 @@ embed_batch_job = dg.define_asset_job(
 
 @dg.sensor(
     job=embed_batch_job,
-    minimum_interval_seconds=env_number("AISG_SENSOR_INTERVAL_SECONDS", 30, minimum=1),
+    minimum_interval_seconds=sensor_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "For the active embed_version, requests an embed run for every batch whose chunks were "

@@ -27,7 +27,7 @@ import dagster as dg
 from ..partitions import embed_versions, ingest_batches
 from ..erasure.sensors import WORKER_TAG, run_worker_dead
 from ..resources import EmbeddingModelResource, GovernanceResource
-from ...settings import env_number
+from ...settings import env_number, sensor_interval_seconds
 
 ingest_batch_job = dg.define_asset_job(
     "ingest_batch",
@@ -147,7 +147,7 @@ def encode_cursor(pos: tuple[int, str]) -> str:
 
 @dg.sensor(
     job=ingest_batch_job,
-    minimum_interval_seconds=env_number("AISG_SENSOR_INTERVAL_SECONDS", 30, minimum=1),
+    minimum_interval_seconds=sensor_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Watches the landing zone. New uploads (by mtime, past the cursor) become ingest "
