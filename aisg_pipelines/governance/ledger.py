@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import events
 from .ids import sha256_hex
-from .periods import iso, utcnow  # noqa: F401  (re-exported: the ledger's timestamp format)
+from .periods import iso  # the ledger's timestamp format; other modules import it from here too
 
 metadata = sa.MetaData()
 
@@ -154,8 +154,6 @@ erasure_denylist = sa.Table(
     sa.Column("request_id", sa.String(64), nullable=False),
     sa.Column("added_at", sa.String(32), nullable=False),
 )
-
-
 
 
 def canonical_json(obj: Any) -> str:
