@@ -43,3 +43,21 @@ def peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sample_chunks(n: int, seed: int) -> list[tuple[int, int, str]]:
+    """The benchmarks' corpus: the first `n` chunks (document number, chunk index, text) of the
+    generated PII-laden Korean/English sample texts, cut by the project chunker."""
+    from aisg_pipelines.governance.chunking import ChunkerParams, chunk_text
+    from aisg_pipelines.sample_data import generate_labelled_texts
+
+    params = ChunkerParams()
+    out: list[tuple[int, int, str]] = []
+    k = 0
+    while len(out) < n:
+        for lt in generate_labelled_texts(200, seed=seed + k):
+            out.extend((k, i, text) for i, text in enumerate(chunk_text(lt.text, params)))
+            k += 1
+            if len(out) >= n:
+                break
+    return out[:n]

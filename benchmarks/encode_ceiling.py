@@ -41,7 +41,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine  # noqa: E402
+from _common import machine, sample_chunks  # noqa: E402
 
 # The fastest int8 setting tried: onnxruntime's quantize_dynamic defaults on every op type.
 FASTEST_INT8 = {"method": "dynamic", "per_channel": False, "op_types": [], "exclude_nodes": []}
@@ -52,19 +52,6 @@ ROWS = {
     "onnx-int8": ("onnx-int8", None),
     "int8-fastest": ("onnx-int8", FASTEST_INT8),
 }
-
-
-def sample_texts(n: int, seed: int) -> list[str]:
-    from aisg_pipelines.governance.chunking import ChunkerParams, chunk_text
-    from aisg_pipelines.sample_data import generate_labelled_texts
-
-    texts: list[str] = []
-    k = 0
-    while len(texts) < n:
-        for lt in generate_labelled_texts(200, seed=seed + k):
-            k += 1
-            texts.extend(chunk_text(lt.text, ChunkerParams()))
-    return texts[:n]
 
 
 def spec_of(row: str):
@@ -106,23 +93,24 @@ def _profile(spec, texts: list[str], batch_size: int) -> dict[str, float]:
     """Seconds per operator type over one encode of the texts, from onnxruntime's profiler."""
     import onnxruntime as ort
 
-    from aisg_pipelines.governance.onnx_backend import OnnxEncoder
+    from aisg_pipelines.governance.onnx_backend import Tokenizer, ensure_export
 
-    enc = OnnxEncoder(spec.path, spec.backend, spec.quantization, spec.max_seq_length)
     so = ort.SessionOptions()
     so.intra_op_num_threads = os.cpu_count() or 1
+    so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.enable_profiling = True
     so.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"aisg_ort_profile_{os.getpid()}")
-    enc.session = ort.InferenceSession(str(enc.export.path), so, providers=["CPUExecutionProvider"])
-    encs = enc.tokenizer.encode(texts)
+    session = ort.InferenceSession(str(ensure_export(spec.path, spec.backend, spec.quantization).path), so, providers=["CPUExecutionProvider"])
+    tok = Tokenizer(spec.path, spec.max_seq_length)
+    encs = tok.encode(texts)
     order = sorted(range(len(encs)), key=lambda i: -len(encs[i].ids))
     padded = 0
     for s in range(0, len(order), batch_size):
         batch = [encs[i] for i in order[s:s + batch_size]]
         padded += len(batch) * max(len(e.ids) for e in batch)
-        enc.encode_encodings(batch)
-    path = enc.session.end_profiling()
+        session.run(None, tok.pad(batch))
+    path = session.end_profiling()
     per: dict[str, float] = {"padded_tokens": float(padded)}
     for e in json.loads(Path(path).read_text()):
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
@@ -204,7 +192,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="aisg_ceiling_") as tmp:
         root = Path(tmp)
         os.environ["AISG_MODEL_CACHE_DIR"] = str(root / "onnx_cache")
-        texts = sample_texts(args.chunks, args.seed)
+        texts = [text for _, _, text in sample_chunks(args.chunks, args.seed)]
         (root / "texts.json").write_text(json.dumps(texts))
         for r in rows:  # exports are built here, so no child pays for (or imports torch for) a build
             s = spec_of(r)

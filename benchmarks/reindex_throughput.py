@@ -57,14 +57,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pyarrow as pa  # noqa: E402
 
-from _common import cpu_model as _cpu_model  # noqa: E402
-from aisg_pipelines.governance.chunking import ChunkerParams, chunk_text  # noqa: E402
-from aisg_pipelines.governance.embedding import ModelSpec, encode, load_model  # noqa: E402
+from _common import cpu_model as _cpu_model, sample_chunks  # noqa: E402
+from aisg_pipelines.governance.embedding import encode, load_model  # noqa: E402
 from aisg_pipelines.governance.ids import chunk_id_for, sha256_hex  # noqa: E402
 from aisg_pipelines.governance.ledger import Ledger  # noqa: E402
 from aisg_pipelines.governance.pipeline import embed_batch  # noqa: E402
 from aisg_pipelines.governance.reindex import reindex  # noqa: E402
-from aisg_pipelines.sample_data import generate_labelled_texts  # noqa: E402
 from aisg_pipelines.governance.store import CHUNKS, CHUNKS_SCHEMA, LanceStore  # noqa: E402
 from aisg_pipelines.governance.versions import EmbedVersionSpec, VersionRegistry, ensure_bootstrap_version  # noqa: E402
 from aisg_pipelines.settings import bundled_model_path  # noqa: E402
@@ -96,19 +94,9 @@ class Timer:
 
 def build_chunks(store: LanceStore, n_chunks: int, n_batches: int, seed: int) -> list[str]:
     """n_chunks chunk rows spread over n_batches ingest batches, written to `chunks`."""
-    rows: list[dict] = []
-    params = ChunkerParams()
-    k = 0
-    while len(rows) < n_chunks:
-        for lt in generate_labelled_texts(200, seed=seed + k):
-            doc_id = f"bench-{k:06d}"
-            k += 1
-            for i, text in enumerate(chunk_text(lt.text, params)):
-                rows.append({"chunk_id": chunk_id_for(doc_id, i), "doc_id": doc_id, "subject_id": f"subj-{k % 97}", "chunk_index": i,
-                             "text": text, "content_sha256": sha256_hex(text), "n_chars": len(text), "uploaded_at": None})
-            if len(rows) >= n_chunks:
-                break
-    rows = rows[:n_chunks]
+    rows = [{"chunk_id": chunk_id_for(f"bench-{k:06d}", i), "doc_id": f"bench-{k:06d}", "subject_id": f"subj-{(k + 1) % 97}", "chunk_index": i,
+             "text": text, "content_sha256": sha256_hex(text), "n_chars": len(text), "uploaded_at": None}
+            for k, i, text in sample_chunks(n_chunks, seed)]
     per = -(-len(rows) // n_batches)
     from datetime import datetime, timezone
 
